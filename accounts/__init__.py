@@ -1,0 +1,1 @@
+"""Organisations, their people (roles, licence types, activation), sign-up/login and the audit trail."""

@@ -1,0 +1,87 @@
+"""Support staff look up organisations, their people and their audit trail."""
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import AuditEvent, Organisation, User
+
+
+class MemberInline(admin.TabularInline):
+    model = User
+    fields = ["email", "name", "role", "licence_type", "is_active"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(admin.ModelAdmin):
+    list_display = ["name", "currency", "created_at"]
+    search_fields = ["name", "users__email"]
+    inlines = [MemberInline]
+
+
+class StaffCreationForm(AdminUserCreationForm):
+    """Staff accounts only: organisation users come from sign-up and invitations."""
+
+    class Meta:
+        model = User
+        fields = ["email"]
+
+    def save(self, commit=True):
+        self.instance.is_staff = True
+        return super().save(commit=commit)
+
+
+class KanriUserChangeForm(UserChangeForm):
+    class Meta:
+        model = User
+        fields = "__all__"
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    add_form = StaffCreationForm
+    form = KanriUserChangeForm
+    ordering = ["email"]
+    list_display = ["email", "organisation", "role", "licence_type", "is_active", "is_staff"]
+    list_filter = ["role", "licence_type", "is_active", "is_staff"]
+    search_fields = ["email", "name", "organisation__name"]
+    list_select_related = ["organisation"]
+    # Activation and roles change through the audited services, not raw fields.
+    readonly_fields = ["organisation", "role", "licence_type", "is_active", "last_login",
+                       "date_joined"]
+    fieldsets = [
+        (None, {"fields": ["email", "name", "password"]}),
+        (_("Organisation"), {"fields": ["organisation", "role", "licence_type", "is_active"]}),
+        (_("Support staff"), {"fields": ["is_staff", "is_superuser", "groups",
+                                         "user_permissions"]}),
+        (_("Dates"), {"fields": ["last_login", "date_joined"]}),
+    ]
+    add_fieldsets = [(None, {"classes": ["wide"],
+                             "fields": ["email", "usable_password", "password1", "password2"]})]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Append-only: visible to staff, never edited or deleted."""
+
+    list_display = ["created_at", "organisation", "actor_label", "actor_kind", "action",
+                    "target_type", "target_id"]
+    list_filter = ["action", "actor_kind"]
+    search_fields = ["organisation__name", "actor_label", "target_id"]
+    list_select_related = ["organisation"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

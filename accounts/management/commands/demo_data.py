@@ -1,0 +1,46 @@
+"""Load a demo organisation for `make run` (idempotent) and print its login."""
+import os
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from accounts import services
+from accounts.models import LicenceType, Organisation, Role, User
+
+DEMO_ORG = "Demo Trading K.K."
+DEMO_ADMIN = "admin@demo.kanri.test"
+DEMO_PASSWORD = os.environ.get("KANRI_DEMO_PASSWORD", "kanri-demo-2026")
+PEOPLE = [
+    # email, name, role, licence type, active
+    ("sato@demo.kanri.test", "佐藤 花子", Role.MEMBER, LicenceType.REGULAR, True),
+    ("suzuki@demo.kanri.test", "鈴木 一郎", Role.MEMBER, LicenceType.REGULAR, True),
+    ("tanaka@demo.kanri.test", "田中 美咲", Role.MEMBER, LicenceType.TEAM, True),
+    ("ito@demo.kanri.test", "伊藤 健", Role.MEMBER, LicenceType.TEAM, True),
+    ("watanabe@demo.kanri.test", "渡辺 直樹", Role.MEMBER, LicenceType.REGULAR, False),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo organisation, its admin and a few users (idempotent)."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        admin = User.objects.filter(email=DEMO_ADMIN).first()
+        if admin is None:
+            admin = services.organisation_sign_up(org_name=DEMO_ORG, email=DEMO_ADMIN,
+                                                  password=DEMO_PASSWORD, currency="JPY")
+            admin.name = "山本 太郎"
+            admin.save(update_fields=["name"])
+        organisation: Organisation = admin.organisation
+        for email, name, role, licence_type, active in PEOPLE:
+            user = User.objects.filter(email=email).first()
+            if user is None:
+                user = services.user_add(organisation=organisation, email=email, name=name,
+                                         role=role, licence_type=licence_type, acting_user=admin)
+                user.set_password(DEMO_PASSWORD)
+                user.save(update_fields=["password"])
+            if not active and user.is_active:
+                services.user_deactivate(user=user, acting_user=admin, reason="demo data")
+        self.stdout.write(self.style.SUCCESS(
+            f"Demo organisation '{organisation.name}': log in as {DEMO_ADMIN} / {DEMO_PASSWORD} "
+            f"(members use the same password)."))

@@ -1,0 +1,126 @@
+"""Organisations, users with a role and a licence type, and the append-only audit trail."""
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils.translation import gettext_lazy as _
+
+from store import clock
+
+
+class Organisation(models.Model):
+    name = models.CharField(_("organisation name"), max_length=200)
+    currency = models.CharField(_("billing currency"), max_length=3,
+                                choices=settings.CURRENCY_CHOICES, default="JPY")
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        verbose_name = _("organisation")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", _("Administrator")
+    MEMBER = "member", _("Member")
+
+
+class LicenceType(models.TextChoices):
+    REGULAR = "regular", _("Regular user")
+    TEAM = "team", _("Team user")
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, email, password=None, **fields):
+        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        user.set_password(password)  # None gives an unusable password (invited users)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email, password=None, **fields):
+        fields.update(is_staff=True, is_superuser=True)
+        return self.create_user(email, password, **fields)
+
+    def get_by_natural_key(self, username):
+        return self.get(email__iexact=username)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person: a member of one organisation, or a support-staff account with none.
+
+    `is_active` False means deactivated: the user cannot log in, and (later) frees no licence.
+    """
+
+    email = models.EmailField(_("email address"), unique=True)
+    name = models.CharField(_("name"), max_length=150, blank=True)
+    organisation = models.ForeignKey(Organisation, null=True, blank=True,
+                                     on_delete=models.CASCADE, related_name="users")
+    role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MEMBER)
+    licence_type = models.CharField(_("licence type"), max_length=10,
+                                    choices=LicenceType.choices, default=LicenceType.REGULAR)
+    is_active = models.BooleanField(_("active"), default=True)
+    is_staff = models.BooleanField(_("support staff"), default=False)
+    date_joined = models.DateTimeField(default=clock.now, editable=False)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        verbose_name = _("user")
+        ordering = ["email"]
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="user_email_unique_ci"),
+            models.CheckConstraint(condition=Q(organisation__isnull=False) | Q(is_staff=True),
+                                   name="user_has_org_unless_staff"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_org_admin(self) -> bool:
+        return self.is_active and self.organisation_id is not None and self.role == Role.ADMIN
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email
+
+
+class ActorKind(models.TextChoices):
+    USER = "user", _("User")
+    STAFF = "staff", _("Support staff")
+    SYSTEM = "system", _("System")
+
+
+class AuditEvent(models.Model):
+    """One change, written in the same transaction as the change. Never updated or deleted
+    (except with its organisation, when the account is deleted)."""
+
+    organisation = models.ForeignKey(Organisation, null=True, on_delete=models.CASCADE,
+                                     related_name="audit_events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    actor_kind = models.CharField(max_length=10, choices=ActorKind.choices)
+    actor_label = models.CharField(max_length=254, help_text=_("Who, as it read at the time."))
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=64)
+    target_id = models.CharField(max_length=64)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=clock.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("audit event")
+        indexes = [models.Index(fields=["organisation", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action}"

@@ -1,0 +1,112 @@
+"""Writes to organisations and their people; each one audited in its own transaction."""
+from django.contrib.auth.password_validation import validate_password
+from django.db import transaction
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+
+from accounts.errors import AccountsError
+from accounts.models import ActorKind, AuditEvent, LicenceType, Organisation, Role, User
+
+
+def audit_record(*, organisation: Organisation | None, actor: User | None, action: str,
+                 target, before: dict | None = None, after: dict | None = None,
+                 reason: str = "", actor_kind: str | None = None) -> AuditEvent:
+    """Append one audit row; call inside the transaction that makes the change."""
+    if actor_kind is None:
+        actor_kind = ActorKind.SYSTEM if actor is None else (
+            ActorKind.STAFF if actor.is_staff and actor.organisation_id is None else ActorKind.USER)
+    return AuditEvent.objects.create(
+        organisation=organisation,
+        actor=actor,
+        actor_kind=actor_kind,
+        actor_label=actor.email if actor else "system",
+        action=action,
+        target_type=target._meta.label_lower,
+        target_id=str(target.pk),
+        before=before or {},
+        after=after or {},
+        reason=reason,
+    )
+
+
+def _user_state(user: User) -> dict:
+    return {"role": user.role, "licence_type": user.licence_type, "is_active": user.is_active}
+
+
+def _ensure_email_free(email: str) -> str:
+    email = User.objects.normalize_email(email).strip().lower()
+    if User.objects.filter(email__iexact=email).exists():
+        raise AccountsError(_("An account with this email address already exists."))
+    return email
+
+
+@transaction.atomic
+def organisation_sign_up(*, org_name: str, email: str, password: str,
+                         currency: str = "JPY") -> User:
+    """Create an organisation and its first administrator (a regular user)."""
+    org_name = org_name.strip()
+    if not org_name:
+        raise AccountsError(_("Enter the organisation's name."))
+    email = _ensure_email_free(email)
+    validate_password(password, User(email=email))
+    organisation = Organisation.objects.create(name=org_name, currency=currency)
+    admin = User.objects.create_user(email, password, organisation=organisation,
+                                     role=Role.ADMIN, licence_type=LicenceType.REGULAR)
+    audit_record(organisation=organisation, actor=admin, action="organisation.created",
+                 target=organisation, after={"name": org_name, "currency": currency})
+    return admin
+
+
+@transaction.atomic
+def user_add(*, organisation: Organisation, email: str, name: str = "", role: str = Role.MEMBER,
+             licence_type: str = LicenceType.REGULAR, acting_user: User) -> User:
+    """Add a person to the organisation and email them a link to choose their password."""
+    from accounts.tasks import send_invitation  # tasks import services; keep the cycle lazy
+
+    email = _ensure_email_free(email)
+    user = User.objects.create_user(email, None, organisation=organisation, name=name.strip(),
+                                    role=role, licence_type=licence_type)
+    audit_record(organisation=organisation, actor=acting_user, action="user.added", target=user,
+                 after={"email": email, **_user_state(user)})
+    language = get_language()
+    transaction.on_commit(lambda: send_invitation.delay(user.pk, language))
+    return user
+
+
+def _lock_user(*, organisation: Organisation, user_id: int) -> User:
+    return User.objects.select_for_update().get(pk=user_id, organisation=organisation)
+
+
+@transaction.atomic
+def user_deactivate(*, user: User, acting_user: User, reason: str = "") -> User:
+    """Deactivate a user: they can no longer log in. Their licence stays on the bill."""
+    user = _lock_user(organisation=acting_user.organisation, user_id=user.pk)
+    if user.pk == acting_user.pk:
+        raise AccountsError(_("You cannot deactivate yourself."))
+    if not user.is_active:
+        raise AccountsError(_("%(email)s is already deactivated.") % {"email": user.email})
+    if user.role == Role.ADMIN:
+        admins = (User.objects.select_for_update()
+                  .filter(organisation=user.organisation, role=Role.ADMIN, is_active=True))
+        if admins.count() <= 1:
+            raise AccountsError(_("The organisation needs at least one active administrator."))
+    before = _user_state(user)
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    audit_record(organisation=user.organisation, actor=acting_user, action="user.deactivated",
+                 target=user, before=before, after=_user_state(user), reason=reason)
+    return user
+
+
+@transaction.atomic
+def user_reactivate(*, user: User, acting_user: User, reason: str = "") -> User:
+    """Let a deactivated user log in again."""
+    user = _lock_user(organisation=acting_user.organisation, user_id=user.pk)
+    if user.is_active:
+        raise AccountsError(_("%(email)s is already active.") % {"email": user.email})
+    before = _user_state(user)
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    audit_record(organisation=user.organisation, actor=acting_user, action="user.reactivated",
+                 target=user, before=before, after=_user_state(user), reason=reason)
+    return user

@@ -1,0 +1,102 @@
+"""Sign-up, login, the home page, and the administrator's user screens."""
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from accounts import selectors, services
+from accounts.errors import AccountsError
+from accounts.forms import LoginForm, SignUpForm, UserAddForm
+from accounts.permissions import org_admin_required
+
+
+@login_required
+def home(request):
+    """Stands in for the CRM itself: the page behind which the profile menu's Manage lives."""
+    return render(request, "accounts/home.html")
+
+
+def sign_up(request):
+    if request.user.is_authenticated:
+        return redirect("accounts:home")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            admin = services.organisation_sign_up(**form.cleaned_data)
+        except AccountsError as error:
+            form.add_error(None, str(error))
+        else:
+            login(request, admin, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, _("Welcome to Kanri. Your organisation is on the Free plan."))
+            return redirect("accounts:home")
+    return render(request, "accounts/sign_up.html", {"form": form},
+                  status=400 if form.errors else 200)
+
+
+class LoginView(auth_views.LoginView):
+    form_class = LoginForm
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+
+def lockout(request, credentials, *args, **kwargs):
+    """django-axes calls this when an email/address pair has too many failed logins."""
+    minutes = round(settings.AXES_COOLOFF_TIME * 60)
+    return render(request, "accounts/lockout.html", {"minutes": minutes}, status=429)
+
+
+@org_admin_required
+def user_list(request):
+    organisation = request.user.organisation
+    return render(request, "accounts/users.html", {
+        "users": selectors.org_users(organisation=organisation),
+        "counts": selectors.org_user_counts(organisation=organisation),
+    })
+
+
+@org_admin_required
+def user_add(request):
+    form = UserAddForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_add(organisation=request.user.organisation,
+                                     acting_user=request.user, **form.cleaned_data)
+        except AccountsError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, _("%(email)s was added and invited by email.")
+                             % {"email": user.email})
+            return redirect("accounts:users")
+    return render(request, "accounts/user_add.html", {"form": form},
+                  status=400 if form.errors else 200)
+
+
+def _change_activation(request, user_id: int, service, done_message: str):
+    user = selectors.org_user_get(organisation=request.user.organisation, user_id=user_id)
+    try:
+        service(user=user, acting_user=request.user)
+    except AccountsError as error:
+        messages.error(request, str(error))
+        return redirect("accounts:users")
+    messages.success(request, done_message % {"email": user.email})
+    return redirect("accounts:users")
+
+
+@org_admin_required
+@require_POST
+def user_deactivate(request, user_id: int):
+    return _change_activation(
+        request, user_id, services.user_deactivate,
+        _("%(email)s was deactivated. Their licence is still billed until you reduce "
+          "the number of licences."))
+
+
+@org_admin_required
+@require_POST
+def user_reactivate(request, user_id: int):
+    return _change_activation(request, user_id, services.user_reactivate,
+                              _("%(email)s can log in again."))

@@ -1,0 +1,1 @@
+"""Subscriptions, quotes, invoices, payments, dunning and the payment processor client."""

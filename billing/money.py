@@ -1,0 +1,34 @@
+"""All rounding and money formatting: each amount is rounded once, to its currency's minor unit."""
+from decimal import ROUND_HALF_UP, Decimal
+
+from babel.numbers import format_currency, get_currency_precision
+from djmoney.money import Money
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """Digits after the decimal point in the currency's minor unit: JPY 0, USD 2."""
+    return get_currency_precision(currency)
+
+
+def is_whole_minor_units(money: Money) -> bool:
+    """True when the amount has no fraction of the currency's minor unit (no half-yen)."""
+    quantum = Decimal(1).scaleb(-minor_unit_exponent(str(money.currency)))
+    return money.amount == money.amount.quantize(quantum)
+
+
+def round_money(money: Money) -> Money:
+    """Round half up to the currency's minor unit: the only rounding rule outside tax."""
+    quantum = Decimal(1).scaleb(-minor_unit_exponent(str(money.currency)))
+    return Money(money.amount.quantize(quantum, rounding=ROUND_HALF_UP), money.currency)
+
+
+def per_month(money: Money, months: int) -> Money:
+    """What an amount that covers `months` months costs per month, rounded once."""
+    return round_money(Money(money.amount / months, money.currency))
+
+
+def format_money(money: Money, language: str | None) -> str:
+    """The amount as a person reads it in `language`: ¥2,040 or $20.00; never half a yen."""
+    locale = {"ja": "ja_JP", "en": "en_US"}.get((language or "en")[:2], "en_US")
+    rounded = round_money(money)
+    return format_currency(rounded.amount, str(rounded.currency), locale=locale)

@@ -1,0 +1,13 @@
+"""Kanri's URLs."""
+from django.contrib import admin
+from django.urls import include, path
+
+from store import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("pricing/", views.pricing, name="pricing"),
+    path("manage/", views.manage, name="manage"),
+    path("", include("accounts.urls")),
+]

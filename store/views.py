@@ -1,0 +1,40 @@
+"""The public pricing page and the Manage landing page."""
+from django.conf import settings
+from django.shortcuts import render
+
+from accounts import selectors as account_selectors
+from accounts.permissions import org_admin_required
+from store import selectors
+from store.models import BillingCycle
+
+
+def _currency_for(request) -> str:
+    currencies = dict(settings.CURRENCY_CHOICES)
+    asked = request.GET.get("currency", "")
+    if asked in currencies:
+        return asked
+    if request.user.is_authenticated and request.user.organisation_id:
+        return request.user.organisation.currency
+    return "JPY" if request.LANGUAGE_CODE == "ja" else "USD"
+
+
+def pricing(request):
+    cycle = request.GET.get("cycle", BillingCycle.YEARLY)
+    if cycle not in BillingCycle.values:
+        cycle = BillingCycle.YEARLY
+    currency = _currency_for(request)
+    context = {"cycle": cycle, "currency": currency, "cycles": BillingCycle.choices,
+               "currencies": settings.CURRENCY_CHOICES,
+               **selectors.catalog_priced(currency=currency, cycle=cycle)}
+    template = "store/pricing.html#catalog" if request.htmx else "store/pricing.html"
+    return render(request, template, context)
+
+
+@org_admin_required
+def manage(request):
+    """管理 / Manage: the administrator's entry to the store."""
+    organisation = request.user.organisation
+    return render(request, "store/manage.html", {
+        "organisation": organisation,
+        "counts": account_selectors.org_user_counts(organisation=organisation),
+    })
