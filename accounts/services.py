@@ -1,6 +1,6 @@
 """Writes to organisations and their people; each one audited in its own transaction."""
 from django.contrib.auth.password_validation import validate_password
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
@@ -33,11 +33,24 @@ def _user_state(user: User) -> dict:
     return {"role": user.role, "licence_type": user.licence_type, "is_active": user.is_active}
 
 
+def _email_taken() -> AccountsError:
+    return AccountsError(_("An account with this email address already exists."))
+
+
 def _ensure_email_free(email: str) -> str:
     email = User.objects.normalize_email(email).strip().lower()
     if User.objects.filter(email__iexact=email).exists():
-        raise AccountsError(_("An account with this email address already exists."))
+        raise _email_taken()
     return email
+
+
+def _create_user(email: str, password: str | None, **fields) -> User:
+    """Create a user; a concurrent request that took the email first gets the same message."""
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(email, password, **fields)
+    except IntegrityError as error:
+        raise _email_taken() from error
 
 
 @transaction.atomic
@@ -50,8 +63,8 @@ def organisation_sign_up(*, org_name: str, email: str, password: str,
     email = _ensure_email_free(email)
     validate_password(password, User(email=email))
     organisation = Organisation.objects.create(name=org_name, currency=currency)
-    admin = User.objects.create_user(email, password, organisation=organisation,
-                                     role=Role.ADMIN, licence_type=LicenceType.REGULAR)
+    admin = _create_user(email, password, organisation=organisation, role=Role.ADMIN,
+                         licence_type=LicenceType.REGULAR)
     audit_record(organisation=organisation, actor=admin, action="organisation.created",
                  target=organisation, after={"name": org_name, "currency": currency})
     return admin
@@ -64,8 +77,8 @@ def user_add(*, organisation: Organisation, email: str, name: str = "", role: st
     from accounts.tasks import send_invitation  # tasks import services; keep the cycle lazy
 
     email = _ensure_email_free(email)
-    user = User.objects.create_user(email, None, organisation=organisation, name=name.strip(),
-                                    role=role, licence_type=licence_type)
+    user = _create_user(email, None, organisation=organisation, name=name.strip(), role=role,
+                        licence_type=licence_type)
     audit_record(organisation=organisation, actor=acting_user, action="user.added", target=user,
                  after={"email": email, **_user_state(user)})
     language = get_language()

@@ -1,0 +1,215 @@
+"""Admins add, deactivate and reactivate their organisation's users; nobody else can."""
+import re
+
+import pytest
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import AuditEvent, LicenceType, Role, User
+from tests.accounts.factories import PASSWORD, AdminFactory, UserFactory
+
+
+@pytest.fixture
+def admin(db):
+    return AdminFactory(email="boss@example.test")
+
+
+@pytest.fixture
+def admin_client(client, admin):
+    client.force_login(admin)
+    return client
+
+
+def _state(user):
+    user.refresh_from_db()
+    return user.is_active, user.role, user.licence_type
+
+
+# The invitation is sent on commit: these tests commit for real.
+@pytest.mark.django_db(transaction=True)
+def test_admin_adds_a_team_user_who_is_invited_by_email(admin_client, admin):
+    response = admin_client.post(reverse("accounts:user_add"), {
+        "email": "New.Person@example.test", "name": "新人", "role": Role.MEMBER,
+        "licence_type": LicenceType.TEAM}, HTTP_ACCEPT_LANGUAGE="en", follow=True)
+
+    person = User.objects.get(email="new.person@example.test")
+    assert person.organisation == admin.organisation
+    assert person.licence_type == LicenceType.TEAM
+    assert not person.has_usable_password()
+    assert "new.person@example.test was added and invited by email." in response.content.decode()
+    event = AuditEvent.objects.get(action="user.added")
+    assert (event.actor, event.target_id, event.after["licence_type"]) == (
+        admin, str(person.pk), "team")
+    assert mail.outbox[0].to == ["new.person@example.test"]
+    assert admin.organisation.name in mail.outbox[0].subject
+
+
+# The invitation is sent on commit: these tests commit for real.
+@pytest.mark.django_db(transaction=True)
+def test_the_invitation_link_lets_the_new_user_choose_a_password_and_log_in(admin_client):
+    admin_client.post(reverse("accounts:user_add"), {
+        "email": "new@example.test", "role": Role.MEMBER, "licence_type": LicenceType.REGULAR})
+    link = re.search(r"https?://[^/]+(/reset/\S+/)", mail.outbox[0].body).group(1)
+
+    invited = Client()
+    form_page = invited.get(link, follow=True)
+    invited.post(form_page.redirect_chain[-1][0],
+                 {"new_password1": "my-own-secret-42", "new_password2": "my-own-secret-42"})
+    response = invited.post(reverse("accounts:login"),
+                            {"username": "new@example.test", "password": "my-own-secret-42"})
+
+    assert response.status_code == 302
+    assert invited.session["_auth_user_id"] == str(User.objects.get(email="new@example.test").pk)
+
+
+# The invitation is sent on commit: these tests commit for real.
+@pytest.mark.django_db(transaction=True)
+def test_the_invitation_email_is_in_the_admins_language(admin_client, admin):
+    admin_client.post(reverse("accounts:user_add"), {
+        "email": "new@example.test", "role": Role.MEMBER, "licence_type": LicenceType.REGULAR},
+        HTTP_ACCEPT_LANGUAGE="ja")
+
+    assert "に追加されました" in mail.outbox[0].subject
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"email": "boss@EXAMPLE.test"}, "An account with this email address already exists."),
+    ({"email": "nope"}, "Enter a valid email address."),
+    ({"licence_type": "platinum"}, "Select a valid choice."),
+    ({"role": "owner"}, "Select a valid choice."),
+])
+def test_adding_a_user_with_bad_input_adds_nobody(admin_client, data, message):
+    before = User.objects.count()
+    form = {"email": "x@example.test", "role": Role.MEMBER,
+            "licence_type": LicenceType.REGULAR, **data}
+
+    response = admin_client.post(reverse("accounts:user_add"), form, HTTP_ACCEPT_LANGUAGE="en")
+
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert User.objects.count() == before
+    assert mail.outbox == []
+
+
+def test_deactivated_user_cannot_log_in_and_the_admin_is_told_the_licence_still_bills(
+        admin_client, admin):
+    person = UserFactory(organisation=admin.organisation, email="leaver@example.test")
+
+    response = admin_client.post(reverse("accounts:user_deactivate", args=[person.pk]),
+                                 HTTP_ACCEPT_LANGUAGE="en", follow=True)
+
+    assert "Their licence is still billed" in response.content.decode()
+    assert _state(person)[0] is False
+    event = AuditEvent.objects.get(action="user.deactivated")
+    assert (event.before["is_active"], event.after["is_active"]) == (True, False)
+    login = Client().post(reverse("accounts:login"),
+                          {"username": "leaver@example.test", "password": PASSWORD})
+    assert login.status_code == 200
+
+
+def test_reactivated_user_can_log_in_again(admin_client, admin):
+    person = UserFactory(organisation=admin.organisation, is_active=False)
+
+    admin_client.post(reverse("accounts:user_reactivate", args=[person.pk]))
+
+    assert _state(person)[0] is True
+    assert AuditEvent.objects.filter(action="user.reactivated", target_id=str(person.pk)).exists()
+    login = Client().post(reverse("accounts:login"),
+                          {"username": person.email, "password": PASSWORD})
+    assert login.status_code == 302
+
+
+def test_an_admin_cannot_deactivate_themselves(admin_client, admin):
+    response = admin_client.post(reverse("accounts:user_deactivate", args=[admin.pk]),
+                                 HTTP_ACCEPT_LANGUAGE="en", follow=True)
+
+    assert "You cannot deactivate yourself." in response.content.decode()
+    assert _state(admin)[0] is True
+    assert not AuditEvent.objects.exists()
+
+
+def test_the_last_active_admin_cannot_be_deactivated(admin_client, admin):
+    other_admin = AdminFactory(organisation=admin.organisation, is_active=False)
+    admin_client.post(reverse("accounts:user_reactivate", args=[other_admin.pk]))
+    admin_client.post(reverse("accounts:user_deactivate", args=[other_admin.pk]))
+
+    second = Client()
+    second.force_login(AdminFactory(organisation=admin.organisation))
+    # two active admins now: boss and the new one; deactivating boss leaves one
+    assert second.post(reverse("accounts:user_deactivate", args=[admin.pk])).status_code == 302
+    assert _state(admin)[0] is False
+
+
+def test_deactivating_twice_says_so_and_writes_one_audit_row(admin_client, admin):
+    person = UserFactory(organisation=admin.organisation)
+    url = reverse("accounts:user_deactivate", args=[person.pk])
+
+    admin_client.post(url)
+    response = admin_client.post(url, HTTP_ACCEPT_LANGUAGE="en", follow=True)
+
+    assert f"{person.email} is already deactivated." in response.content.decode()
+    assert AuditEvent.objects.filter(action="user.deactivated").count() == 1
+
+
+def test_another_organisations_user_id_is_a_404_and_changes_nothing(admin_client):
+    stranger = UserFactory()
+
+    response = admin_client.post(reverse("accounts:user_deactivate", args=[stranger.pk]))
+
+    assert response.status_code == 404
+    assert _state(stranger)[0] is True
+    assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.parametrize("name, method", [
+    ("accounts:users", "get"), ("accounts:user_add", "get"), ("accounts:user_add", "post"),
+])
+def test_members_get_403_on_user_screens(client, admin, name, method):
+    member = UserFactory(organisation=admin.organisation)
+    client.force_login(member)
+
+    response = getattr(client, method)(reverse(name), {"email": "x@example.test"})
+
+    assert response.status_code == 403
+    assert User.objects.count() == 2
+
+
+def test_a_member_posting_to_deactivate_gets_403_and_nothing_changes(client, admin):
+    member = UserFactory(organisation=admin.organisation)
+    client.force_login(member)
+
+    response = client.post(reverse("accounts:user_deactivate", args=[admin.pk]))
+
+    assert response.status_code == 403
+    assert _state(admin)[0] is True
+
+
+def test_deactivate_is_post_only(admin_client, admin):
+    person = UserFactory(organisation=admin.organisation)
+
+    response = admin_client.get(reverse("accounts:user_deactivate", args=[person.pk]))
+
+    assert response.status_code == 405
+    assert _state(person)[0] is True
+
+
+def test_a_post_without_the_csrf_token_is_refused(admin):
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(admin)
+    person = UserFactory(organisation=admin.organisation)
+
+    response = strict.post(reverse("accounts:user_deactivate", args=[person.pk]))
+
+    assert response.status_code == 403
+    assert _state(person)[0] is True
+
+
+def test_the_user_list_shows_only_this_organisations_people(admin_client, admin):
+    mine = UserFactory(organisation=admin.organisation, email="mine@example.test")
+    UserFactory(email="theirs@example.test")
+
+    response = admin_client.get(reverse("accounts:users"))
+
+    assert {u.email for u in response.context["users"]} == {admin.email, mine.email}
+    assert "theirs@example.test" not in response.content.decode()
