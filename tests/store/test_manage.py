@@ -1,0 +1,64 @@
+"""Manage (管理) is the administrators' door to the store: in the menu for them only."""
+import pytest
+from django.urls import reverse
+
+from accounts.models import LicenceType
+from tests.accounts.factories import AdminFactory, UserFactory
+
+
+@pytest.fixture
+def admin(db):
+    return AdminFactory()
+
+
+def test_admin_sees_manage_in_the_profile_menu(client, admin):
+    client.force_login(admin)
+
+    page = client.get(reverse("accounts:home"), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+
+    assert f'href="{reverse("manage")}"' in page
+    assert ">管理</a>" in page
+
+
+def test_member_does_not_see_manage_and_gets_403_on_it(client, admin):
+    member = UserFactory(organisation=admin.organisation)
+    client.force_login(member)
+
+    home = client.get(reverse("accounts:home")).content.decode()
+    response = client.get(reverse("manage"), HTTP_ACCEPT_LANGUAGE="en")
+
+    assert f'href="{reverse("manage")}"' not in home
+    assert response.status_code == 403
+    assert "Only your organisation's administrators" in response.content.decode()
+
+
+def test_staff_without_an_organisation_get_403_on_store_screens(client, db):
+    staff = UserFactory(organisation=None, is_staff=True)
+    client.force_login(staff)
+
+    assert client.get(reverse("manage")).status_code == 403
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client, db):
+    response = client.get(reverse("manage"))
+
+    assert response.status_code == 302
+    assert response.url == f"{reverse('accounts:login')}?next={reverse('manage')}"
+
+
+def test_manage_counts_users_per_licence_type(client, admin, django_assert_num_queries):
+    org = admin.organisation
+    UserFactory.create_batch(2, organisation=org)
+    UserFactory(organisation=org, is_active=False)
+    UserFactory.create_batch(3, organisation=org, licence_type=LicenceType.TEAM)
+    UserFactory.create_batch(4)  # another organisation's people are not counted
+    client.force_login(admin)
+
+    # session, user, organisation, one grouped count
+    with django_assert_num_queries(4):
+        response = client.get(reverse("manage"))
+
+    assert response.context["counts"] == {
+        "regular": {"active": 3, "deactivated": 1},
+        "team": {"active": 3, "deactivated": 0},
+    }
