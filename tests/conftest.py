@@ -31,8 +31,9 @@ def _redis_reachable() -> bool:
 def _missing(marker: str) -> str | None:
     if marker == "postgres" and connection.vendor != "postgresql":
         return "needs PostgreSQL: set DATABASE_URL=postgres://..."
-    if marker == "redis" and not _redis_reachable():
-        return "needs Redis: set REDIS_URL=redis://... to a running server"
+    if marker == "redis" and not (_redis_reachable()
+                                  and settings.CELERY_BROKER_URL.startswith("redis://")):
+        return "needs Redis: set REDIS_URL and CELERY_BROKER_URL to redis://... (running)"
     if marker == "chromium" and not os.path.exists(CHROMIUM):
         return f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
     return None
