@@ -1,1 +1,1 @@
-"""Organisations, their people (roles, licence types, activation), sign-up/login and the audit trail."""
+"""Organisations, their people (roles, licence types, activation), sign-up, login, audit."""

@@ -50,12 +50,13 @@ class LoginForm(AuthenticationForm):
     def clean(self):
         try:
             return super().clean()
-        except forms.ValidationError:
+        except forms.ValidationError as wrong:
             email = (self.cleaned_data.get("username") or "").lower()
             password = self.cleaned_data.get("password") or ""
             user = User.objects.filter(email__iexact=email, is_active=False).first()
             if user is not None and user.check_password(password):
-                raise forms.ValidationError(self.error_messages["inactive"], code="inactive")
+                raise forms.ValidationError(self.error_messages["inactive"],
+                                            code="inactive") from wrong
             raise
 
 

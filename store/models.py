@@ -28,12 +28,12 @@ class LocalisedName(models.Model):
     class Meta:
         abstract = True
 
+    def __str__(self) -> str:
+        return self.name
+
     @property
     def display_name(self) -> str:
         return self.name_ja if (get_language() or "").startswith("ja") else self.name
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class Plan(LocalisedName):

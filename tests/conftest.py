@@ -4,7 +4,6 @@ Tests marked `postgres`, `redis` or `chromium` need that service. Without it the
 reason printed; with KANRI_REQUIRE_ALL=1 (CI) a missing service fails them instead.
 """
 import os
-import shutil
 
 import pytest
 from django.conf import settings
