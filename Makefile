@@ -51,6 +51,7 @@ run: $(VENV)/.installed
 
 test: export DEBUG ?= 1
 test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: export DEBUG ?= 1

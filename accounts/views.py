@@ -51,11 +51,8 @@ def lockout(request, credentials, *args, **kwargs):
 
 @org_admin_required
 def user_list(request):
-    organisation = request.user.organisation
-    return render(request, "accounts/users.html", {
-        "users": selectors.org_users(organisation=organisation),
-        "counts": selectors.org_user_counts(organisation=organisation),
-    })
+    return render(request, "accounts/users.html",
+                  {"users": selectors.org_users(organisation=request.user.organisation)})
 
 
 @org_admin_required

@@ -213,3 +213,12 @@ def test_the_user_list_shows_only_this_organisations_people(admin_client, admin)
 
     assert {u.email for u in response.context["users"]} == {admin.email, mine.email}
     assert "theirs@example.test" not in response.content.decode()
+
+
+def test_the_user_list_query_count_does_not_grow_with_the_organisation(
+        admin_client, admin, django_assert_num_queries):
+    UserFactory.create_batch(25, organisation=admin.organisation)
+
+    # session, user, organisation, users
+    with django_assert_num_queries(4):
+        admin_client.get(reverse("accounts:users"))
