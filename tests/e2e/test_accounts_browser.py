@@ -13,23 +13,23 @@ def _log_in(page, live_server, email):
     page.get_by_role("button", name="Log in").click()
 
 
-def test_sign_up_creates_the_organisation_and_logs_the_admin_in(page, live_server):
+def _sign_up(page, live_server, password):
     page.goto(f"{live_server.url}/signup/")
     page.get_by_label("Organisation name").fill("Browser K.K.")
     page.get_by_label("Email address").fill("owner@browser.test")
-    page.get_by_label("Password").fill("correct-horse-battery-9")
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign up").click()
+
+
+def test_sign_up_creates_the_organisation_and_logs_the_admin_in(page, live_server):
+    _sign_up(page, live_server, "correct-horse-battery-9")
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Browser K.K.")
     expect(page.get_by_text("Your organisation is on the Free plan.")).to_be_visible()
 
 
 def test_sign_up_with_a_weak_password_says_why(page, live_server):
-    page.goto(f"{live_server.url}/signup/")
-    page.get_by_label("Organisation name").fill("Browser K.K.")
-    page.get_by_label("Email address").fill("owner@browser.test")
-    page.get_by_label("Password").fill("password")
-    page.get_by_role("button", name="Sign up").click()
+    _sign_up(page, live_server, "password")
 
     expect(page.get_by_role("alert").first).to_contain_text("too short")
 
