@@ -39,10 +39,11 @@ def test_yearly_is_cheaper_than_twelve_months_for_every_paid_plan(client, catalo
             assert year[code] < month[code] * 12, (currency, code)
 
 
-def test_free_plan_shows_its_three_user_limit(client, catalog):
+def test_free_plan_shows_its_three_user_limit_and_needs_no_card(client, catalog):
     page = client.get(reverse("pricing"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
 
     assert "Up to 3 users" in page
+    assert "Free forever; no card needed" in page
 
 
 def test_htmx_request_gets_only_the_catalog_partial(client, catalog):
