@@ -14,6 +14,9 @@ class Organisation(models.Model):
     currency = models.CharField(_("billing currency"), max_length=3,
                                 choices=settings.CURRENCY_CHOICES, default="JPY")
     created_at = models.DateTimeField(default=clock.now, editable=False)
+    # Usage as the CRM last reported it; plan limits and downgrade warnings compare against it.
+    record_count = models.PositiveIntegerField(default=0)
+    storage_used_mb = models.PositiveIntegerField(default=0)
 
     class Meta:
         verbose_name = _("organisation")

@@ -4,29 +4,10 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
+from accounts.audit import audit_record
 from accounts.errors import AccountsError
-from accounts.models import ActorKind, AuditEvent, LicenceType, Organisation, Role, User
-
-
-def audit_record(*, organisation: Organisation | None, actor: User | None, action: str,
-                 target, before: dict | None = None, after: dict | None = None,
-                 reason: str = "", actor_kind: str | None = None) -> AuditEvent:
-    """Append one audit row; call inside the transaction that makes the change."""
-    if actor_kind is None:
-        actor_kind = ActorKind.SYSTEM if actor is None else (
-            ActorKind.STAFF if actor.is_staff and actor.organisation_id is None else ActorKind.USER)
-    return AuditEvent.objects.create(
-        organisation=organisation,
-        actor=actor,
-        actor_kind=actor_kind,
-        actor_label=actor.email if actor else "system",
-        action=action,
-        target_type=target._meta.label_lower,
-        target_id=str(target.pk),
-        before=before or {},
-        after=after or {},
-        reason=reason,
-    )
+from accounts.models import LicenceType, Organisation, Role, User
+from billing.services.subscriptions import subscription_create_free
 
 
 def _user_state(user: User) -> dict:
@@ -65,6 +46,7 @@ def organisation_sign_up(*, org_name: str, email: str, password: str,
     organisation = Organisation.objects.create(name=org_name, currency=currency)
     admin = _create_user(email, password, organisation=organisation, role=Role.ADMIN,
                          licence_type=LicenceType.REGULAR)
+    subscription_create_free(organisation=organisation)
     audit_record(organisation=organisation, actor=admin, action="organisation.created",
                  target=organisation, after={"name": org_name, "currency": currency})
     return admin

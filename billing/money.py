@@ -32,3 +32,35 @@ def format_money(money: Money, language: str | None) -> str:
     locale = {"ja": "ja_JP", "en": "en_US"}.get((language or "en")[:2], "en_US")
     rounded = round_money(money)
     return format_currency(rounded.amount, str(rounded.currency), locale=locale)
+
+
+def zero(currency: str) -> Money:
+    return Money(0, currency)
+
+
+def to_minor_units(money: Money) -> int:
+    """The integer the processor expects: yen as they are, dollars in cents."""
+    rounded = round_money(money)
+    return int(rounded.amount.scaleb(minor_unit_exponent(str(money.currency))))
+
+
+def prorate(unit: Money, quantity: int, fraction: Decimal) -> Money:
+    """unit × quantity × fraction of the period, rounded once (one invoice line)."""
+    return round_money(Money(unit.amount * quantity * fraction, unit.currency))
+
+
+def tax_on(subtotal: Money, rate: Decimal, rounding: str) -> Money:
+    """Tax on the sum of one rate's lines, rounded once (Japan's qualified-invoice rule).
+
+    `rounding` is a decimal rounding mode; ROUND_DOWN truncates toward zero, so a credit's tax
+    is never larger than the tax on the same charge.
+    """
+    quantum = Decimal(1).scaleb(-minor_unit_exponent(str(subtotal.currency)))
+    return Money((subtotal.amount * rate).quantize(quantum, rounding=rounding), subtotal.currency)
+
+
+def money_sum(amounts, currency: str) -> Money:
+    total = zero(currency)
+    for amount in amounts:
+        total += amount
+    return total

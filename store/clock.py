@@ -25,3 +25,17 @@ def travel(to: dt.datetime):
         yield
     finally:
         _frozen = previous
+
+
+def add_months(moment: dt.datetime, months: int) -> dt.datetime:
+    """The same wall-clock time `months` later; the 31st becomes the month's last day."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    days_in_month = [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28,
+                     31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+    return moment.replace(year=year, month=month, day=min(moment.day, days_in_month))
+
+
+def localtime_label(moment: dt.datetime) -> str:
+    """A moment as people here read it: 2026-12-11 14:05 in the site's time zone."""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")

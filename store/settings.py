@@ -200,6 +200,7 @@ CELERY_TIMEZONE = TIME_ZONE
 STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "sk_test_kanri_local")
 STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "pk_test_kanri_local")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:8420")
+STRIPE_TIMEOUT_SECONDS = float(os.environ.get("STRIPE_TIMEOUT_SECONDS", "20"))
 
 # Security: strict whenever DEBUG is off (so `check --deploy` passes); SECURE_SSL_REDIRECT can be
 # turned off behind a proxy that already redirects.
@@ -220,8 +221,17 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {"axes": {"level": "WARNING"}, "stripe": {"level": "WARNING"}},
 }
 
 # Absolute links in emails.
 KANRI_BASE_URL = os.environ.get("KANRI_BASE_URL", "http://127.0.0.1:8000")
+
+# Billing rules (SPEC.md): periods in days, tax per currency, the qualified-invoice number.
+KANRI_TRIAL_DAYS = int(os.environ.get("KANRI_TRIAL_DAYS", "15"))
+KANRI_QUOTE_MINUTES = int(os.environ.get("KANRI_QUOTE_MINUTES", "30"))
+KANRI_TAX_RATES = {"JPY": "0.10", "USD": "0.10"}
+KANRI_TAX_ROUNDING = os.environ.get("KANRI_TAX_ROUNDING", "ROUND_DOWN")
+KANRI_INVOICE_ISSUER_REGISTRATION = os.environ.get("KANRI_INVOICE_ISSUER_REGISTRATION",
+                                                   "T1234567890123")
+KANRI_MAX_QUANTITY = 10_000

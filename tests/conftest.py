@@ -4,10 +4,15 @@ Tests marked `postgres`, `redis` or `chromium` need that service. Without it the
 reason printed; with KANRI_REQUIRE_ALL=1 (CI) a missing service fails them instead.
 """
 import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import override_settings
 
 from store.catalog_seed import seed_catalog
 from store.models import AddOn, Plan, Price
@@ -81,3 +86,33 @@ PASSWORD = "correct-horse-battery-9"
 @pytest.fixture
 def password():
     return PASSWORD
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def payment_sandbox():
+    """localstripe, the real fake processor, started once per run on a free loopback port;
+    every test that pays talks to it through the real stripe SDK."""
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "billing.sandbox", "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("localstripe did not start")
+    url = f"http://127.0.0.1:{port}"
+    with override_settings(STRIPE_API_BASE=url):
+        yield url
+    process.terminate()
+    process.wait(timeout=10)

@@ -2,16 +2,28 @@
 import factory
 
 from accounts.models import LicenceType, Organisation, Role, User
+from billing.services.subscriptions import subscription_create_free
+from store.catalog_seed import seed_catalog
+from store.models import AddOn, Plan, Price
 
 PASSWORD = "correct-horse-battery-9"
 
 
 class OrganisationFactory(factory.django.DjangoModelFactory):
+    """An organisation on Free, as sign-up leaves it."""
+
     class Meta:
         model = Organisation
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Org {n} K.K.")
     currency = "JPY"
+
+    @factory.post_generation
+    def subscription(organisation, create, extracted, **kwargs):
+        if create:
+            seed_catalog(Plan, AddOn, Price)  # idempotent; transactional tests flush it
+            subscription_create_free(organisation=organisation)
 
 
 class UserFactory(factory.django.DjangoModelFactory):

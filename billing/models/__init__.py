@@ -1,0 +1,14 @@
+"""Billing's nouns, one module each."""
+from billing.models.invoices import CreditEntry, Invoice, InvoiceLine, InvoiceSequence
+from billing.models.payments import Payment, PaymentMethod
+from billing.models.quotes import Quote, QuoteLine
+from billing.models.subscriptions import (
+    Status,
+    Subscription,
+    SubscriptionStatusChange,
+    TrialUse,
+)
+
+__all__ = ["CreditEntry", "Invoice", "InvoiceLine", "InvoiceSequence", "Payment",
+           "PaymentMethod", "Quote", "QuoteLine", "Status", "Subscription",
+           "SubscriptionStatusChange", "TrialUse"]

@@ -1,0 +1,1 @@
+"""Billing's writes: each a keyword-only verb on a noun, atomic and audited."""

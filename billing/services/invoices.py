@@ -1,0 +1,44 @@
+"""Invoices: numbered without gaps, written once from a paid quote, never changed after."""
+from django.conf import settings
+from django.db import transaction
+from djmoney.money import Money
+
+from billing.models import CreditEntry, Invoice, InvoiceLine, InvoiceSequence, Quote, Subscription
+from billing.models.invoices import CreditEntry as Entry
+from store import clock
+
+
+def _next_number() -> str:
+    sequence, _ = InvoiceSequence.objects.select_for_update().get_or_create(name="invoice")
+    sequence.last += 1
+    sequence.save(update_fields=["last"])
+    return f"INV-{sequence.last:06d}"
+
+
+@transaction.atomic
+def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid: Money) -> Invoice:
+    """The finalized, paid invoice for a quote, with the credit it used or created."""
+    invoice = Invoice.objects.create(
+        number=_next_number(), organisation=quote.organisation, subscription=subscription,
+        quote=quote, state=Invoice.State.PAID, currency=quote.currency, subtotal=quote.subtotal,
+        tax_rate=settings.KANRI_TAX_RATES[quote.currency], tax=quote.tax, total=quote.total,
+        credit_applied=quote.credit_applied, amount_paid=amount_paid,
+        credit_to_account=quote.credit_to_account,
+        issuer_registration=settings.KANRI_INVOICE_ISSUER_REGISTRATION
+        if quote.currency == "JPY" else "",
+        issued_at=clock.now())
+    InvoiceLine.objects.bulk_create(
+        InvoiceLine(invoice=invoice, kind=line.kind, price=line.price, plan=line.plan,
+                    addon=line.addon, quantity=line.quantity, unit_amount=line.unit_amount,
+                    fraction=line.fraction, amount=line.amount, period_start=line.period_start,
+                    period_end=line.period_end)
+        for line in quote.lines.all())
+    if quote.credit_applied.amount:
+        CreditEntry.objects.create(organisation=quote.organisation, invoice=invoice,
+                                   kind=Entry.Kind.APPLIED, amount=-quote.credit_applied)
+    if quote.credit_to_account.amount:
+        CreditEntry.objects.create(organisation=quote.organisation, invoice=invoice,
+                                   kind=Entry.Kind.CREDIT_NOTE, amount=quote.credit_to_account)
+    subscription.credit_balance = (subscription.credit_balance - quote.credit_applied
+                                   + quote.credit_to_account)
+    return invoice

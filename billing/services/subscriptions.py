@@ -1,0 +1,92 @@
+"""The subscription's life: created on Free, trials, status moves, changes applied from quotes."""
+import datetime as dt
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from accounts.audit import actor_kind_of, audit_record
+from accounts.models import Organisation, User
+from billing.errors import BillingError
+from billing.models import Status, Subscription, SubscriptionStatusChange, TrialUse
+from billing.models.subscriptions import TRANSITIONS
+from billing.money import zero
+from store import clock
+from store.models import Plan
+
+
+class IllegalTransition(BillingError):
+    pass
+
+
+def subscription_create_free(*, organisation: Organisation) -> Subscription:
+    """Every new organisation starts on Free, with Free's user licences."""
+    free = Plan.objects.get(code="free")
+    return Subscription.objects.create(
+        organisation=organisation, plan=free, currency=organisation.currency,
+        regular_licences=free.max_users or 1, status=Status.FREE,
+        credit_balance=zero(organisation.currency))
+
+
+def subscription_snapshot(subscription: Subscription) -> dict:
+    return {
+        "plan": subscription.plan.code, "cycle": subscription.cycle,
+        "status": subscription.status, "regular_licences": subscription.regular_licences,
+        "team_licences": subscription.team_licences,
+        "storage_units": subscription.storage_units,
+        "period_end": subscription.current_period_end.isoformat()
+        if subscription.current_period_end else None,
+    }
+
+
+def subscription_transition(*, subscription: Subscription, to: str, actor: User | None,
+                            reason: str) -> None:
+    """Move the status along the one map, writing the history row. Caller saves and holds the
+    subscription's row lock."""
+    before = subscription.status
+    if to == before:
+        return
+    if to not in TRANSITIONS[before]:
+        raise IllegalTransition(_("A subscription cannot go from %(from)s to %(to)s.")
+                                % {"from": before, "to": to})
+    subscription.status = to
+    SubscriptionStatusChange.objects.create(
+        subscription=subscription, from_status=before, to_status=to, actor=actor,
+        actor_kind=actor_kind_of(actor), reason=reason)
+
+
+def subscription_lock_for(*, organisation: Organisation) -> Subscription:
+    return (Subscription.objects.select_for_update()
+            .select_related("plan").get(organisation=organisation))
+
+
+@transaction.atomic
+def trial_start(*, organisation: Organisation, plan: Plan, acting_user: User) -> Subscription:
+    """Try a paid plan for the trial period, no card needed; once per organisation and plan."""
+    subscription = subscription_lock_for(organisation=organisation)
+    if plan.is_free or not plan.is_public:
+        raise BillingError(_("Only paid plans can be tried."))
+    if subscription.status != Status.FREE:
+        raise BillingError(_("Trials start from the Free plan. Your subscription is %(status)s.")
+                           % {"status": subscription.get_status_display()})
+    if TrialUse.objects.filter(organisation=organisation, plan=plan).exists():
+        raise BillingError(_("You have already tried %(plan)s. Buy it to keep using it.")
+                           % {"plan": plan.display_name})
+    before = subscription_snapshot(subscription)
+    now = clock.now()
+    ends = now + dt.timedelta(days=settings.KANRI_TRIAL_DAYS)
+    TrialUse.objects.create(organisation=organisation, plan=plan, started_at=now, ends_at=ends)
+    subscription.plan = plan
+    subscription.trial_ends_at = ends
+    subscription_transition(subscription=subscription, to=Status.TRIALING, actor=acting_user,
+                            reason=f"trial of {plan.code}")
+    subscription_save(subscription)
+    audit_record(organisation=organisation, actor=acting_user, action="subscription.trial_started",
+                 target=subscription, before=before, after=subscription_snapshot(subscription))
+    return subscription
+
+
+def subscription_save(subscription: Subscription) -> None:
+    subscription.version += 1
+    subscription.updated_at = clock.now()
+    subscription.save()

@@ -1,0 +1,29 @@
+"""Billing test helpers: cards made at the sandbox as the browser's card form would make them."""
+import stripe
+from django.conf import settings
+
+from billing.services.payments import card_save_default
+
+GOOD_CARD = "4242424242424242"
+DECLINING_CARD = "4000000000000341"  # attaches, then every charge is declined
+
+
+def card_on_file(*, organisation, acting_user, number: str = GOOD_CARD):
+    """What Stripe.js does in the browser (card number → payment method at the processor),
+    done here with the SDK because no browser is involved; then Kanri's own service."""
+    method = _sandbox().v1.payment_methods.create(params={
+        "type": "card",
+        "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}})
+    return card_save_default(organisation=organisation, payment_method_id=method.id,
+                             acting_user=acting_user)
+
+
+def processor_charges(customer_id: str) -> list:
+    """Every PaymentIntent the sandbox holds for one customer (it cannot filter by customer)."""
+    intents = _sandbox().v1.payment_intents.list(params={"limit": 100})
+    return [i for i in intents.data if i.customer == customer_id]
+
+
+def _sandbox() -> stripe.StripeClient:
+    return stripe.StripeClient(settings.STRIPE_API_KEY,
+                               base_addresses={"api": settings.STRIPE_API_BASE})
