@@ -27,6 +27,8 @@ def test_sign_up_creates_org_and_admin_and_logs_in(client):
     assert admin.email == "owner@example.test"
     assert admin.role == Role.ADMIN and admin.is_active
     assert admin.organisation.name == "Kanri Shoji"
+    assert (admin.organisation.subscription.plan.code,
+            admin.organisation.subscription.status) == ("free", "free")
     assert response.context["user"] == admin
     assert AuditEvent.objects.get().action == "organisation.created"
     assert "Free" in response.content.decode() or "無料" in response.content.decode()
@@ -82,7 +84,7 @@ def test_sign_up_service_refuses_blank_name_without_writing():
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_sign_ups_with_one_email_create_one_organisation():
+def test_concurrent_sign_ups_with_one_email_create_one_organisation(catalog):
     """Ten simultaneous sign-ups race past the form's check; the database keeps one."""
     results, barrier = [], threading.Barrier(10)
 

@@ -21,14 +21,14 @@ def _sign_up(page, live_server, password):
     page.get_by_role("button", name="Sign up").click()
 
 
-def test_sign_up_creates_the_organisation_and_logs_the_admin_in(page, live_server):
+def test_sign_up_creates_the_organisation_and_logs_the_admin_in(page, live_server, catalog):
     _sign_up(page, live_server, "correct-horse-battery-9")
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Browser K.K.")
     expect(page.get_by_text("Your organisation is on the Free plan.")).to_be_visible()
 
 
-def test_sign_up_with_a_weak_password_says_why(page, live_server):
+def test_sign_up_with_a_weak_password_says_why(page, live_server, catalog):
     _sign_up(page, live_server, "password")
 
     expect(page.get_by_role("alert").first).to_contain_text("too short")
