@@ -8,6 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("pricing/", views.pricing, name="pricing"),
-    path("manage/", views.manage, name="manage"),
+    path("manage/", include("billing.urls")),
     path("", include("accounts.urls")),
 ]

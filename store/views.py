@@ -1,9 +1,7 @@
-"""The public pricing page and the Manage landing page."""
+"""The public pricing page."""
 from django.conf import settings
 from django.shortcuts import render
 
-from accounts import selectors as account_selectors
-from accounts.permissions import org_admin_required
 from store import selectors
 from store.models import BillingCycle
 
@@ -29,12 +27,3 @@ def pricing(request):
     template = "store/pricing.html#catalog" if request.htmx else "store/pricing.html"
     return render(request, template, context)
 
-
-@org_admin_required
-def manage(request):
-    """管理 / Manage: the administrator's entry to the store."""
-    organisation = request.user.organisation
-    return render(request, "store/manage.html", {
-        "organisation": organisation,
-        "counts": account_selectors.org_user_counts(organisation=organisation),
-    })

@@ -1,4 +1,6 @@
 """Template helpers: money shown in the active language, never with half a yen."""
+from decimal import Decimal
+
 from django import template
 from django.utils.translation import get_language
 
@@ -21,3 +23,13 @@ def megabytes(value: int) -> str:
         gigabytes = value / 1024
         return f"{gigabytes:g} GB"
     return f"{value} MB"
+
+
+@register.filter
+def percent(value) -> str:
+    """0.5 → '50%'; 0.123456 → '12.35%'."""
+    if value is None:
+        return ""
+    share = Decimal(value) * 100
+    text = f"{share.quantize(Decimal('0.01')):f}".rstrip("0").rstrip(".")
+    return f"{text}%"

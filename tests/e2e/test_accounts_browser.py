@@ -42,8 +42,8 @@ def test_the_admin_opens_manage_from_the_profile_menu(page, live_server, transac
     page.get_by_test_id("manage-link").click()
 
     expect(page).to_have_url(re.compile(r"/manage/$"))
-    expect(page.get_by_role("heading", level=1)).to_have_text("Manage")
-    expect(page.get_by_test_id("organisation")).to_contain_text(admin.organisation.name)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Subscription details")
+    expect(page.get_by_test_id("subscription")).to_contain_text(admin.organisation.name)
 
 
 def test_a_member_has_no_manage_entry_and_is_refused_at_its_url(page, live_server,
@@ -69,7 +69,7 @@ def test_switching_to_japanese_shows_the_seed_labels(page, live_server, transact
 
     expect(page.get_by_test_id("manage-link")).to_have_text("管理")
     page.get_by_test_id("manage-link").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("管理")
+    expect(page.get_by_role("heading", level=1)).to_have_text("購入情報の詳細")
     expect(page.get_by_role("button", name="切り替え")).to_be_visible()
 
 

@@ -49,10 +49,10 @@ def test_the_browser_language_picks(client, accept, heading):
 def test_the_switcher_overrides_the_browser(client):
     client.force_login(AdminFactory())
 
-    client.post(reverse("set_language"), {"language": "en", "next": reverse("manage")})
-    page = client.get(reverse("manage"), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    client.post(reverse("set_language"), {"language": "en", "next": reverse("billing:details")})
+    page = client.get(reverse("billing:details"), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
 
-    assert "<h1>Manage</h1>" in page
+    assert "<h1>Subscription details</h1>" in page
 
 
 @pytest.mark.django_db

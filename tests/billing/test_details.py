@@ -16,7 +16,7 @@ def test_admin_sees_manage_in_the_profile_menu(client, admin):
 
     page = client.get(reverse("accounts:home"), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
 
-    assert f'href="{reverse("manage")}"' in page
+    assert f'href="{reverse("billing:details")}"' in page
     assert ">管理</a>" in page
 
 
@@ -25,9 +25,9 @@ def test_member_does_not_see_manage_and_gets_403_on_it(client, admin):
     client.force_login(member)
 
     home = client.get(reverse("accounts:home")).content.decode()
-    response = client.get(reverse("manage"), HTTP_ACCEPT_LANGUAGE="en")
+    response = client.get(reverse("billing:details"), HTTP_ACCEPT_LANGUAGE="en")
 
-    assert f'href="{reverse("manage")}"' not in home
+    assert f'href="{reverse("billing:details")}"' not in home
     assert response.status_code == 403
     assert "Only your organisation's administrators" in response.content.decode()
 
@@ -36,14 +36,14 @@ def test_staff_without_an_organisation_get_403_on_store_screens(client, db):
     staff = UserFactory(organisation=None, is_staff=True)
     client.force_login(staff)
 
-    assert client.get(reverse("manage")).status_code == 403
+    assert client.get(reverse("billing:details")).status_code == 403
 
 
 def test_anonymous_visitors_are_sent_to_log_in(client, db):
-    response = client.get(reverse("manage"))
+    response = client.get(reverse("billing:details"))
 
     assert response.status_code == 302
-    assert response.url == f"{reverse('accounts:login')}?next={reverse('manage')}"
+    assert response.url == f"{reverse('accounts:login')}?next={reverse('billing:details')}"
 
 
 def test_manage_counts_users_per_licence_type(client, admin, django_assert_num_queries):
@@ -54,9 +54,9 @@ def test_manage_counts_users_per_licence_type(client, admin, django_assert_num_q
     UserFactory.create_batch(4)  # another organisation's people are not counted
     client.force_login(admin)
 
-    # session, user, organisation, one grouped count
-    with django_assert_num_queries(4):
-        response = client.get(reverse("manage"))
+    # session, user, organisation, subscription, invoices, one grouped count
+    with django_assert_num_queries(6):
+        response = client.get(reverse("billing:details"))
 
     assert response.context["counts"] == {
         "regular": {"active": 3, "deactivated": 1},

@@ -1,0 +1,32 @@
+"""Forms: parse what the admin asks for; the services decide whether it may be done."""
+from django import forms
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+
+from store.models import BillingCycle
+
+
+class ConfigureForm(forms.Form):
+    cycle = forms.ChoiceField(label=_("Billing cycle"), choices=BillingCycle.choices,
+                              widget=forms.RadioSelect)
+    regular_licences = forms.IntegerField(label=_("Regular user licences"), min_value=1,
+                                          max_value=settings.KANRI_MAX_QUANTITY)
+    team_licences = forms.IntegerField(label=_("Team user licences"), min_value=0,
+                                       max_value=settings.KANRI_MAX_QUANTITY)
+    storage_units = forms.IntegerField(label=_("Extra storage (GB)"), min_value=0,
+                                       max_value=settings.KANRI_MAX_QUANTITY)
+
+
+class DeleteAccountForm(forms.Form):
+    organisation_name = forms.CharField(label=_("Type your organisation's name to confirm"),
+                                        max_length=200)
+
+    def __init__(self, *args, organisation, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.organisation = organisation
+
+    def clean_organisation_name(self):
+        name = self.cleaned_data["organisation_name"].strip()
+        if name != self.organisation.name:
+            raise forms.ValidationError(_("That is not your organisation's name."))
+        return name

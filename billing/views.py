@@ -1,0 +1,208 @@
+"""The store screens (管理 / Manage): details, change plan, configure, review and pay, invoices,
+trials, Switch to Free and Delete account. Thin: parse, call one service or selector, render."""
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from accounts import selectors as account_selectors
+from accounts.permissions import org_admin_required
+from billing import selectors
+from billing.errors import BillingError
+from billing.forms import ConfigureForm, DeleteAccountForm
+from billing.models import Quote, TrialUse
+from billing.services import closure, payments, quotes, subscriptions
+from store.models import Plan
+
+
+@org_admin_required
+def details(request):
+    """購入情報の詳細 / Subscription details: the Manage landing page."""
+    organisation = request.user.organisation
+    return render(request, "billing/details.html", {
+        "overview": selectors.subscription_overview(organisation=organisation),
+        "counts": account_selectors.org_user_counts(organisation=organisation),
+    })
+
+
+@org_admin_required
+def plans(request):
+    subscription = selectors.subscription_get(organisation=request.user.organisation)
+    return render(request, "billing/plans.html", {
+        "subscription": subscription,
+        "rows": selectors.plans_for_change(subscription=subscription),
+    })
+
+
+def _change_from(form: ConfigureForm, plan: Plan) -> quotes.Change:
+    data = form.cleaned_data
+    return quotes.Change(plan, data["cycle"], data["regular_licences"], data["team_licences"],
+                         data["storage_units"])
+
+
+@org_admin_required
+def configure(request, code: str):
+    organisation = request.user.organisation
+    plan = get_object_or_404(Plan, code=code, is_public=True)
+    if plan.is_free:
+        return redirect("billing:details")
+    subscription = quotes.subscription_for_pricing(organisation=organisation)
+    initial = {"cycle": subscription.cycle, "regular_licences": subscription.regular_licences,
+               "team_licences": subscription.team_licences,
+               "storage_units": subscription.storage_units}
+    form = ConfigureForm(request.POST or request.GET or None, initial=initial)
+    priced, error, status = None, "", 200
+    if form.is_bound and form.is_valid():
+        change = _change_from(form, plan)
+        try:
+            if request.method == "POST":
+                quote = quotes.quote_create(organisation=organisation, acting_user=request.user,
+                                            change=change)
+                return redirect("billing:review", quote_id=quote.pk)
+            priced = quotes.quote_price(organisation=organisation, subscription=subscription,
+                                        change=change)
+        except BillingError as refused:
+            error, status = str(refused), 400
+    elif form.is_bound:
+        status = 400
+    else:
+        form = ConfigureForm(initial=initial)
+        try:
+            priced = quotes.quote_price(organisation=organisation, subscription=subscription,
+                                        change=quotes.Change(plan, **initial))
+        except BillingError:
+            priced = None  # e.g. the current configuration itself: nothing to price yet
+    context = {"plan": plan, "form": form, "priced": priced, "error": error,
+               "subscription": subscription}
+    template = "billing/configure.html#summary" if request.htmx else "billing/configure.html"
+    return render(request, template, context, status=status)
+
+
+def _review_context(request, quote: Quote) -> dict:
+    subscription = selectors.subscription_get(organisation=request.user.organisation)
+    context = {"quote": quote, "subscription": subscription, "card_secret": "",
+               "stripe_js_url": settings.STRIPE_JS_URL,
+               "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY}
+    needs_card = (quote.state == Quote.State.OPEN and quote.amount_due.amount > 0
+                  and subscription.default_payment_method is None)
+    if needs_card:
+        try:
+            context["card_secret"] = payments.card_setup_secret(
+                organisation=request.user.organisation)
+        except BillingError as error:
+            context["error"] = str(error)
+    return context
+
+
+@org_admin_required
+def review(request, quote_id):
+    quote = selectors.quote_get(organisation=request.user.organisation, quote_id=quote_id)
+    if quote.state == Quote.State.PAID:
+        return redirect("billing:invoice", number=quote.invoice.number)
+    return render(request, "billing/review.html", _review_context(request, quote))
+
+
+@org_admin_required
+@require_POST
+def pay(request, quote_id):
+    organisation = request.user.organisation
+    try:
+        result = payments.quote_pay(organisation=organisation, quote_id=quote_id,
+                                    acting_user=request.user)
+    except Quote.DoesNotExist as missing:
+        raise Http404 from missing
+    except BillingError as refused:
+        quote = selectors.quote_get(organisation=organisation, quote_id=quote_id)
+        return render(request, "billing/review.html",
+                      {**_review_context(request, quote), "error": str(refused)}, status=409)
+    if result.invoice is None:
+        quote = selectors.quote_get(organisation=organisation, quote_id=quote_id)
+        return render(request, "billing/review.html",
+                      {**_review_context(request, quote), "error": result.failure}, status=402)
+    messages.success(request, _("Done: you are on %(plan)s now.")
+                     % {"plan": result.invoice.quote.plan.display_name})
+    return redirect("billing:invoice", number=result.invoice.number)
+
+
+@org_admin_required
+@require_POST
+def card_add(request):
+    """The browser confirmed a card with the processor; save it as the default."""
+    method_id = request.POST.get("payment_method", "")
+    if not method_id.startswith("pm_"):
+        return JsonResponse({"error": _("No card was confirmed.")}, status=400)
+    try:
+        method = payments.card_save_default(organisation=request.user.organisation,
+                                            payment_method_id=method_id,
+                                            acting_user=request.user)
+    except BillingError as refused:
+        return JsonResponse({"error": str(refused)}, status=400)
+    return JsonResponse({"card": str(method)})
+
+
+@org_admin_required
+def invoice(request, number: str):
+    return render(request, "billing/invoice.html", {
+        "invoice": selectors.invoice_get(organisation=request.user.organisation, number=number)})
+
+
+@org_admin_required
+def trial(request):
+    organisation = request.user.organisation
+    if request.method == "POST":
+        plan = get_object_or_404(Plan, code=request.POST.get("plan", ""), is_public=True)
+        try:
+            subscriptions.trial_start(organisation=organisation, plan=plan,
+                                      acting_user=request.user)
+        except BillingError as refused:
+            messages.error(request, str(refused))
+            return redirect("billing:trial")
+        messages.success(request, _("Your %(plan)s trial has started.")
+                         % {"plan": plan.display_name})
+        return redirect("billing:details")
+    tried = set(TrialUse.objects.filter(organisation=organisation).values_list("plan_id",
+                                                                                flat=True))
+    return render(request, "billing/trial.html", {
+        "subscription": selectors.subscription_get(organisation=organisation),
+        "plans": [(plan, plan.pk in tried) for plan in
+                  Plan.objects.filter(is_public=True).exclude(code="free")],
+        "trial_days": settings.KANRI_TRIAL_DAYS,
+    })
+
+
+@org_admin_required
+@require_POST
+def switch_to_free(request):
+    """Price the move to Free (credit for unused time) and show it for confirmation."""
+    organisation = request.user.organisation
+    subscription = selectors.subscription_get(organisation=organisation)
+    free = Plan.objects.get(code="free")
+    change = quotes.Change(free, subscription.cycle,
+                           min(subscription.regular_licences, free.max_users or 1), 0, 0)
+    try:
+        quote = quotes.quote_create(organisation=organisation, acting_user=request.user,
+                                    change=change)
+    except BillingError as refused:
+        messages.error(request, str(refused))
+        return redirect("billing:details")
+    return redirect("billing:review", quote_id=quote.pk)
+
+
+@org_admin_required
+def delete_account(request):
+    organisation = request.user.organisation
+    form = DeleteAccountForm(request.POST or None, organisation=organisation)
+    if request.method == "POST" and form.is_valid():
+        try:
+            closure.organisation_delete(organisation=organisation, acting_user=request.user)
+        except BillingError as refused:
+            form.add_error(None, str(refused))
+        else:
+            logout(request)
+            messages.success(request, _("Your account and its data were deleted."))
+            return redirect("accounts:login")
+    return render(request, "billing/delete.html", {"form": form, "organisation": organisation},
+                  status=400 if form.errors else 200)
