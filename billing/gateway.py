@@ -58,6 +58,15 @@ def _call(function, *args, **kwargs):
         raise CardRefused(error.user_message or str(error)) from error
 
 
+def browser_script_url() -> str:
+    """Where the page loads Stripe.js from: Stripe's own, or the sandbox's stand-in."""
+    if settings.STRIPE_JS_URL:
+        return settings.STRIPE_JS_URL
+    if "api.stripe.com" in settings.STRIPE_API_BASE:
+        return "https://js.stripe.com/v3/"
+    return f"{settings.STRIPE_API_BASE.rstrip('/')}/js.stripe.com/v3/"
+
+
 def customer_create(*, organisation_id: int, name: str, email: str) -> str:
     customer = _call(_client().v1.customers.create,
                      params={"name": name, "email": email,
@@ -125,3 +134,22 @@ def charge(*, customer_id: str, payment_method_id: str, amount: Money,
         return Charge(succeeded=False, processor_id=intent.id,
                       failure_reason=f"payment {intent.status}")
     return Charge(succeeded=True, processor_id=intent.id)
+
+
+def customer_exists(*, customer_id: str) -> bool:
+    try:
+        customer = _call(_client().v1.customers.retrieve, customer_id)
+    except stripe.InvalidRequestError:
+        return False
+    return not customer.get("deleted")
+
+
+def test_card_create(*, number: str = "4242424242424242") -> str:
+    """A card made server-side from a public test number, for the demo data only. Refused with
+    a live key: real card numbers go from the browser to the processor, never through Kanri."""
+    if not settings.STRIPE_API_KEY.startswith("sk_test_"):
+        raise RuntimeError("test cards need a test-mode key")
+    method = _call(_client().v1.payment_methods.create, params={
+        "type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2034,
+                                 "cvc": "123"}})
+    return method.id

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import selectors as account_selectors
 from accounts.permissions import org_admin_required
-from billing import selectors
+from billing import gateway, selectors
 from billing.errors import BillingError
 from billing.forms import ConfigureForm, DeleteAccountForm
 from billing.models import Quote, TrialUse
@@ -84,7 +84,7 @@ def configure(request, code: str):
 def _review_context(request, quote: Quote) -> dict:
     subscription = selectors.subscription_get(organisation=request.user.organisation)
     context = {"quote": quote, "subscription": subscription, "card_secret": "",
-               "stripe_js_url": settings.STRIPE_JS_URL,
+               "stripe_js_url": gateway.browser_script_url(),
                "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY}
     needs_card = (quote.state == Quote.State.OPEN and quote.amount_due.amount > 0
                   and subscription.default_payment_method is None)

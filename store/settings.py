@@ -200,11 +200,9 @@ CELERY_TIMEZONE = TIME_ZONE
 STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "sk_test_kanri_local")
 STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "pk_test_kanri_local")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:8420")
-# Stripe.js: the sandbox serves a stand-in at the same base; production loads Stripe's own.
-STRIPE_JS_URL = os.environ.get(
-    "STRIPE_JS_URL",
-    "https://js.stripe.com/v3/" if "api.stripe.com" in STRIPE_API_BASE
-    else f"{STRIPE_API_BASE.rstrip('/')}/js.stripe.com/v3/")
+# Stripe.js: empty means "beside the API" (localstripe serves a stand-in there); production
+# with Stripe's API base loads https://js.stripe.com/v3/.
+STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "")
 STRIPE_TIMEOUT_SECONDS = float(os.environ.get("STRIPE_TIMEOUT_SECONDS", "20"))
 
 # Security: strict whenever DEBUG is off (so `check --deploy` passes); SECURE_SSL_REDIRECT can be

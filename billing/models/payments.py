@@ -9,6 +9,9 @@ from billing.models.invoices import Invoice
 from billing.models.quotes import Quote
 from store import clock
 
+BRANDS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express", "jcb": "JCB",
+          "diners": "Diners Club", "discover": "Discover", "unionpay": "UnionPay"}
+
 
 class PaymentMethod(models.Model):
     """A card as the processor describes it. The card number never reaches Kanri."""
@@ -23,7 +26,11 @@ class PaymentMethod(models.Model):
     created_at = models.DateTimeField(default=clock.now)
 
     def __str__(self) -> str:
-        return f"{self.brand} •••• {self.last4} ({self.exp_month:02d}/{self.exp_year})"
+        return f"{self.brand_label} •••• {self.last4} ({self.exp_month:02d}/{self.exp_year})"
+
+    @property
+    def brand_label(self) -> str:
+        return BRANDS.get(self.brand, self.brand.title())
 
 
 class Payment(models.Model):

@@ -24,6 +24,14 @@ def processor_charges(customer_id: str) -> list:
     return [i for i in intents.data if i.customer == customer_id]
 
 
+def processor_customer_gone(customer_id: str) -> bool:
+    """Stripe answers a deleted customer with `deleted: true`; localstripe with a 404."""
+    try:
+        return _sandbox().v1.customers.retrieve(customer_id).get("deleted") is True
+    except stripe.InvalidRequestError as error:
+        return error.http_status == 404
+
+
 def _sandbox() -> stripe.StripeClient:
     return stripe.StripeClient(settings.STRIPE_API_KEY,
                                base_addresses={"api": settings.STRIPE_API_BASE})

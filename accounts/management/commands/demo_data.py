@@ -1,11 +1,15 @@
 """Load a demo organisation for `make run` (idempotent) and print its login."""
 import os
+import time
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts import services
 from accounts.models import LicenceType, Organisation, Role, User
+from billing import gateway
+from billing.errors import BillingError
+from billing.services.payments import card_save_default
 
 DEMO_ORG = "Demo Trading K.K."
 DEMO_ADMIN = "admin@demo.kanri.test"
@@ -22,6 +26,11 @@ PEOPLE = [
 
 class Command(BaseCommand):
     help = "Create the demo organisation, its admin and a few users (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--card", action="store_true",
+                            help="also put a test card on file at the payment sandbox, waiting "
+                                 "up to 30 s for it to answer")
 
     @transaction.atomic
     def handle(self, *args, **options):
@@ -41,6 +50,30 @@ class Command(BaseCommand):
                 user.save(update_fields=["password"])
             if not active and user.is_active:
                 services.user_deactivate(user=user, acting_user=admin, reason="demo data")
+        if options["card"]:
+            self._card(admin)
         self.stdout.write(self.style.SUCCESS(
             f"Demo organisation '{organisation.name}': log in as {DEMO_ADMIN} / {DEMO_PASSWORD} "
             f"(members use the same password)."))
+
+    def _card(self, admin: User) -> None:
+        """The sandbox starts empty every run: give the demo organisation a customer and a card
+        there again unless the ones on file still exist."""
+        subscription = admin.organisation.subscription
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if subscription.processor_customer_id and gateway.customer_exists(
+                        customer_id=subscription.processor_customer_id):
+                    return
+                subscription.processor_customer_id = ""
+                subscription.save(update_fields=["processor_customer_id"])
+                card_save_default(organisation=admin.organisation,
+                                  payment_method_id=gateway.test_card_create(),
+                                  acting_user=admin)
+                self.stdout.write("Demo card on file: Visa •••• 4242.")
+                return
+            except (gateway.GatewayUnavailable, BillingError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)

@@ -1,0 +1,247 @@
+"""The store screens as an admin uses them, and what bad input gets."""
+import datetime as dt
+import re
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import AuditEvent, Organisation
+from billing.models import Invoice, Payment, Quote, Subscription
+from store import clock
+from tests.accounts.factories import AdminFactory, UserFactory
+from tests.billing.helpers import (
+    DECLINING_CARD,
+    card_on_file,
+    processor_charges,
+    processor_customer_gone,
+)
+
+pytestmark = pytest.mark.usefixtures("payment_sandbox")
+
+CONFIGURE = {"cycle": "monthly", "regular_licences": "3", "team_licences": "0",
+             "storage_units": "0"}
+
+
+@pytest.fixture
+def admin(db):
+    return AdminFactory()
+
+
+@pytest.fixture
+def admin_client(client, admin):
+    client.force_login(admin)
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
+def _subscription(admin):
+    return Subscription.objects.get(organisation=admin.organisation)
+
+
+def _quote(admin_client, code="standard", **data):
+    response = admin_client.post(reverse("billing:configure", args=[code]),
+                                 {**CONFIGURE, **data})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    return Quote.objects.get(pk=response.url.rstrip("/").split("/")[-1])
+
+
+def test_details_show_the_free_plan_and_the_store_buttons_in_japanese(client, admin):
+    client.force_login(admin)
+
+    page = client.get(reverse("billing:details"), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+
+    for label in ("購入情報の詳細", "プランを変更する", "他のプランを試す", "決済の履歴",
+                  "決済方法", "アカウントを削除する"):
+        assert label in page, label
+    assert 'data-testid="current-plan">無料<' in page
+
+
+def test_change_plan_marks_upgrades_and_downgrades(admin_client, admin):
+    page = admin_client.get(reverse("billing:plans"), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+
+    assert page.count("アップグレードする") == 4
+    assert "ダウングレードする" not in page
+
+
+def test_configure_shows_the_live_price_as_an_htmx_partial(admin_client):
+    response = admin_client.get(reverse("billing:configure", args=["standard"]),
+                                {**CONFIGURE, "regular_licences": "2"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+
+    assert html.lstrip().startswith('<aside id="summary"')
+    assert re.search(r'data-testid="due-now">¥4,488<', html)  # 2 × 2,040 + 10% tax
+
+
+def test_the_whole_purchase_from_configure_to_invoice(admin_client, admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    quote = _quote(admin_client)
+
+    review = admin_client.get(reverse("billing:review", args=[quote.pk])).content.decode()
+    paid = admin_client.post(reverse("billing:pay", args=[quote.pk]), follow=True)
+
+    assert "¥6,732" in review
+    assert "visa •••• 4242" in review.lower()
+    assert paid.status_code == 200
+    invoice = Invoice.objects.get()
+    assert paid.redirect_chain[-1][0] == reverse("billing:invoice", args=[invoice.number])
+    page = paid.content.decode()
+    assert "T1234567890123" in page and "¥6,732" in page
+    assert _subscription(admin).plan.code == "standard"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("regular_licences", "abc", "Enter a whole number."),
+    ("regular_licences", "0", "greater than or equal to 1"),
+    ("team_licences", "-1", "greater than or equal to 0"),
+    ("storage_units", "99999999999999999999", "less than or equal to 10000"),
+    ("cycle", "weekly", "Select a valid choice."),
+])
+def test_bad_quantities_are_refused_and_no_quote_is_made(admin_client, field, value, message):
+    response = admin_client.post(reverse("billing:configure", args=["standard"]),
+                                 {**CONFIGURE, field: value})
+
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Quote.objects.exists()
+
+
+def test_fewer_licences_than_active_users_is_refused_on_screen(admin_client, admin):
+    UserFactory.create_batch(3, organisation=admin.organisation)
+
+    response = admin_client.post(reverse("billing:configure", args=["standard"]), CONFIGURE)
+
+    assert response.status_code == 400
+    assert "deactivate 1 user before reducing the licences to 3" in response.content.decode()
+    assert not Quote.objects.exists()
+
+
+def test_a_tampered_plan_code_is_a_404(admin_client):
+    assert admin_client.post(reverse("billing:configure", args=["platinum"]),
+                             CONFIGURE).status_code == 404
+
+
+def test_a_currency_in_the_request_is_ignored_the_organisations_is_used(admin_client, admin):
+    quote = _quote(admin_client, currency="USD", amount_currency="USD")
+
+    assert quote.currency == "JPY" and quote.amount_due.currency.code == "JPY"
+
+
+def test_another_organisations_quote_is_a_404_and_nothing_is_charged(admin_client, admin):
+    stranger = AdminFactory()
+    card_on_file(organisation=stranger.organisation, acting_user=stranger)
+    other = Client()
+    other.force_login(stranger)
+    their_quote = _quote(other)
+
+    assert admin_client.get(reverse("billing:review", args=[their_quote.pk])).status_code == 404
+    assert admin_client.post(reverse("billing:pay", args=[their_quote.pk])).status_code == 404
+    assert not Payment.objects.exists()
+    assert Quote.objects.get(pk=their_quote.pk).state == Quote.State.OPEN
+
+
+def test_a_member_cannot_pay_a_quote(client, admin_client, admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    quote = _quote(admin_client)
+    client.force_login(UserFactory(organisation=admin.organisation))
+
+    assert client.post(reverse("billing:pay", args=[quote.pk])).status_code == 403
+    assert not Payment.objects.exists()
+
+
+def test_pay_without_the_csrf_token_is_refused(admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    setup = Client()
+    setup.force_login(admin)
+    quote = _quote(setup)
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(admin)
+
+    assert strict.post(reverse("billing:pay", args=[quote.pk])).status_code == 403
+    assert not Payment.objects.exists()
+
+
+def test_a_double_clicked_pay_charges_once_and_both_clicks_land_on_the_invoice(admin_client,
+                                                                               admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    quote = _quote(admin_client)
+
+    first = admin_client.post(reverse("billing:pay", args=[quote.pk]))
+    second = admin_client.post(reverse("billing:pay", args=[quote.pk]))
+
+    assert first.status_code == second.status_code == 302
+    assert first.url == second.url == reverse("billing:invoice",
+                                              args=[Invoice.objects.get().number])
+    assert len(processor_charges(_subscription(admin).processor_customer_id)) == 1
+
+
+def test_an_expired_quote_is_refused_on_screen(admin_client, admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    quote = _quote(admin_client)
+
+    with clock.travel(quote.expires_at + dt.timedelta(seconds=1)):
+        response = admin_client.post(reverse("billing:pay", args=[quote.pk]))
+
+    assert response.status_code == 409
+    assert "expired" in response.content.decode()
+    assert not Payment.objects.exists()
+
+
+def test_a_declined_card_shows_the_reason_and_leaves_the_plan(admin_client, admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin, number=DECLINING_CARD)
+    quote = _quote(admin_client)
+
+    response = admin_client.post(reverse("billing:pay", args=[quote.pk]))
+
+    assert response.status_code == 402
+    assert "Your card was declined." in response.content.decode()
+    assert _subscription(admin).plan.code == "free"
+
+
+def test_a_trial_starts_from_the_screen_and_shows_its_end_date(admin_client, admin):
+    with clock.travel(dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)):
+        admin_client.post(reverse("billing:trial"), {"plan": "professional"})
+        page = admin_client.get(reverse("billing:details")).content.decode()
+
+    assert 'data-testid="trial-ends">2026-12-16<' in page
+    again = admin_client.post(reverse("billing:trial"), {"plan": "professional"}, follow=True)
+    assert "Trials start from the Free plan" in again.content.decode()
+
+
+def test_switch_to_free_is_confirmed_then_credits_the_unused_time(admin_client, admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    admin_client.post(reverse("billing:pay", args=[_quote(admin_client).pk]))
+
+    review = admin_client.post(reverse("billing:switch_to_free"), follow=True)
+    assert _subscription(admin).plan.code == "standard"  # nothing happens before confirming
+    quote = Quote.objects.get(plan__code="free")
+    admin_client.post(reverse("billing:pay", args=[quote.pk]))
+
+    assert "never paid out" in review.content.decode()
+    sub = _subscription(admin)
+    assert (sub.plan.code, sub.status) == ("free", "free")
+    assert sub.credit_balance.amount > 0
+
+
+def test_delete_account_needs_the_exact_name(admin_client, admin):
+    response = admin_client.post(reverse("billing:delete"), {"organisation_name": "wrong"})
+
+    assert response.status_code == 400
+    assert "That is not your organisation&#x27;s name." in response.content.decode()
+    assert Organisation.objects.filter(pk=admin.organisation_id).exists()
+
+
+def test_delete_account_removes_the_data_and_the_processor_customer(admin_client, admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    customer = _subscription(admin).processor_customer_id
+    organisation_id = admin.organisation_id
+
+    response = admin_client.post(reverse("billing:delete"),
+                                 {"organisation_name": admin.organisation.name})
+
+    assert response.status_code == 302
+    assert not Organisation.objects.filter(pk=organisation_id).exists()
+    assert "_auth_user_id" not in admin_client.session
+    assert AuditEvent.objects.get(action="organisation.deleted").target_id == str(
+        organisation_id)
+    assert processor_customer_gone(customer)

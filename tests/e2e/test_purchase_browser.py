@@ -1,0 +1,79 @@
+"""In the browser, in Japanese: trial, upgrade, review with proration, pay with a card typed into
+the processor's form (localstripe's Stripe.js stand-in), and a declined card."""
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from billing.models import Subscription
+from tests.accounts.factories import PASSWORD, AdminFactory
+
+pytestmark = pytest.mark.usefixtures("payment_sandbox")
+
+
+@pytest.fixture
+def japanese_admin(page, live_server, transactional_db):
+    admin = AdminFactory(email="boss@browser.test")
+    page.context.add_cookies([{"name": "django_language", "value": "ja",
+                               "url": live_server.url}])
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("メールアドレス").fill(admin.email)
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_role("button", name="ログイン").click()
+    page.goto(f"{live_server.url}/manage/")
+    return admin
+
+
+def _type_card(page, number):
+    card = page.get_by_test_id("card-element")
+    card.get_by_placeholder("number").fill(number)
+    card.get_by_placeholder("exp_month").fill("12")
+    card.get_by_placeholder("exp_year").fill("34")
+    card.get_by_placeholder("cvc").fill("123")
+    card.get_by_placeholder("postal_code").fill("1000001")
+
+
+def test_trial_then_upgrade_and_pay_by_card_then_a_prorated_upgrade(page, live_server,
+                                                                    japanese_admin):
+    page.get_by_role("link", name="他のプランを試す").click()
+    page.get_by_test_id("try-professional").click()
+    expect(page.get_by_test_id("status")).to_have_text("試用中")
+    expect(page.get_by_test_id("trial-ends")).to_have_text(re.compile(r"\d{4}-\d{2}-\d{2}"))
+
+    page.get_by_role("link", name="プランを変更する").click()
+    page.locator("[data-plan=enterprise]").get_by_role("link", name="アップグレードする").click()
+    page.get_by_label("通常ユーザーライセンス").fill("2")
+    expect(page.get_by_test_id("due-now")).to_have_text("￥12,672")  # 2 × 5,760 + 10%, live
+    page.get_by_role("button", name="続ける").click()
+
+    expect(page.get_by_test_id("due-now")).to_have_text("￥12,672")
+    _type_card(page, "4242424242424242")
+    page.get_by_test_id("pay").click()
+
+    expect(page.get_by_test_id("invoice-number")).to_have_text("INV-000001")
+    page.get_by_role("link", name="購入情報の詳細").last.click()
+    expect(page.get_by_test_id("current-plan")).to_have_text("エンタープライズ")
+    expect(page.get_by_test_id("payment-history")).to_contain_text("INV-000001")
+    expect(page.get_by_test_id("default-card")).to_contain_text("Visa •••• 4242")
+
+    page.get_by_role("link", name="プランを変更する").click()
+    page.locator("[data-plan=ultimate]").get_by_role("link", name="アップグレードする").click()
+    page.get_by_role("button", name="続ける").click()
+    lines = page.get_by_test_id("lines")
+    expect(lines).to_contain_text("エンタープライズの未使用期間分のクレジット")
+    expect(lines).to_contain_text("アルティメット")
+    page.get_by_test_id("pay").click()
+    expect(page.get_by_test_id("invoice-number")).to_have_text("INV-000002")
+
+
+def test_a_declined_card_shows_the_reason_and_keeps_the_plan(page, live_server, japanese_admin):
+    page.goto(f"{live_server.url}/manage/plans/standard/")
+    page.get_by_role("button", name="続ける").click()
+    _type_card(page, "4000000000000341")
+    page.get_by_test_id("pay").click()
+
+    expect(page.get_by_test_id("pay-error")).to_contain_text("declined")
+    subscription = Subscription.objects.get(organisation=japanese_admin.organisation)
+    assert subscription.plan.code == "free"
+    page.goto(f"{live_server.url}/manage/")
+    expect(page.get_by_test_id("current-plan")).to_have_text("無料")
