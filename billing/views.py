@@ -121,7 +121,8 @@ def pay(request, quote_id):
     if result.invoice is None:
         quote = selectors.quote_get(organisation=organisation, quote_id=quote_id)
         return render(request, "billing/review.html",
-                      {**_review_context(request, quote), "error": result.failure}, status=402)
+                      {**_review_context(request, quote), "error": result.failure},
+                      status=503 if result.retry else 402)
     messages.success(request, _("Done: you are on %(plan)s now.")
                      % {"plan": result.invoice.quote.plan.display_name})
     return redirect("billing:invoice", number=result.invoice.number)

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 class PayResult:
     invoice: Invoice | None
     failure: str = ""
+    retry: bool = False  # the processor did not answer: the same Pay may simply be tried again
 
 
 def processor_customer_ensure(*, subscription: Subscription) -> str:
@@ -140,7 +141,7 @@ def quote_pay(*, organisation: Organisation, quote_id, acting_user: User) -> Pay
                 idempotency_key=payment.idempotency_key)
         except gateway.GatewayUnavailable:
             logger.warning("processor unavailable for %s", payment.idempotency_key)
-            return PayResult(invoice=None, failure=_(
+            return PayResult(invoice=None, retry=True, failure=_(
                 "The payment service did not answer. Try again: you will not be charged twice."))
         payment.processor_id = result.processor_id
         if not result.succeeded:

@@ -264,3 +264,41 @@ def test_switching_to_free_credits_the_unused_time(admin):
     assert (sub.status, sub.plan.code, sub.current_period_end) == (Status.FREE, "free", None)
     assert sub.credit_balance == Money(3060 + 306, "JPY")
     assert result.invoice.amount_paid == Money(0, "JPY")
+
+
+def test_monthly_to_yearly_credits_the_month_left_and_starts_a_year_now(admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    with clock.travel(START):
+        buy(admin, "standard", "monthly", regular=3)
+    switch_at = dt.datetime(2026, 12, 16, 21, 0, tzinfo=dt.UTC)
+    with clock.travel(switch_at):
+        quote, result = buy(admin, "standard", "yearly", regular=3)
+
+    credit = quote.lines.get(kind="credit")
+    charge = quote.lines.get(kind="charge")
+    assert (credit.fraction, credit.amount) == (Decimal("0.5"), Money(-3060, "JPY"))
+    assert (charge.fraction, charge.amount) == (Decimal(1), Money(3 * 20160, "JPY"))
+    sub = subscription(admin)
+    assert (sub.cycle, sub.current_period_start, sub.current_period_end) == (
+        "yearly", switch_at, dt.datetime(2027, 12, 16, 21, 0, tzinfo=dt.UTC))
+
+
+def test_invoice_numbers_run_without_gaps_across_organisations(admin):
+    other = AdminFactory()
+    for payer in (admin, other, admin):
+        card_on_file(organisation=payer.organisation, acting_user=payer)
+    buy(admin, "standard")
+    buy(other, "standard")
+    buy(admin, "professional")
+
+    assert list(Invoice.objects.order_by("pk").values_list("number", flat=True)) == [
+        "INV-000001", "INV-000002", "INV-000003"]
+
+
+def test_a_plan_tried_once_cannot_be_tried_again(admin):
+    trial_start(organisation=admin.organisation, plan=plan("enterprise"), acting_user=admin)
+    buy(admin, "free")  # ends the trial early, back on Free
+
+    assert subscription(admin).status == Status.FREE
+    with pytest.raises(BillingError, match="already tried Enterprise"):
+        trial_start(organisation=admin.organisation, plan=plan("enterprise"), acting_user=admin)

@@ -245,3 +245,68 @@ def test_delete_account_removes_the_data_and_the_processor_customer(admin_client
     assert AuditEvent.objects.get(action="organisation.deleted").target_id == str(
         organisation_id)
     assert processor_customer_gone(customer)
+
+
+def test_another_organisations_invoice_number_is_a_404(admin_client):
+    stranger = AdminFactory()
+    card_on_file(organisation=stranger.organisation, acting_user=stranger)
+    other = Client()
+    other.force_login(stranger)
+    other.post(reverse("billing:pay", args=[_quote(other).pk]))
+
+    response = admin_client.get(reverse("billing:invoice", args=[Invoice.objects.get().number]))
+
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("name, args, method", [
+    ("billing:details", [], "get"), ("billing:plans", [], "get"),
+    ("billing:configure", ["standard"], "post"), ("billing:trial", [], "post"),
+    ("billing:switch_to_free", [], "post"), ("billing:delete", [], "post"),
+    ("billing:card_add", [], "post"),
+])
+def test_members_get_403_on_every_store_screen_and_nothing_changes(client, admin, name, args,
+                                                                   method):
+    client.force_login(UserFactory(organisation=admin.organisation))
+    before = Subscription.objects.get(organisation=admin.organisation).version
+
+    response = getattr(client, method)(reverse(name, args=args), {
+        **CONFIGURE, "plan": "standard", "organisation_name": admin.organisation.name})
+
+    assert response.status_code == 403
+    assert Subscription.objects.get(organisation=admin.organisation).version == before
+    assert Organisation.objects.filter(pk=admin.organisation_id).exists()
+
+
+def test_details_query_count_does_not_grow_with_invoices(admin_client, admin,
+                                                         django_assert_num_queries):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    for code in ("standard", "professional", "enterprise"):
+        admin_client.post(reverse("billing:pay", args=[_quote(admin_client, code).pk]))
+
+    # session, user, organisation, subscription, invoices (with quote and plan), their
+    # payments, one grouped user count
+    with django_assert_num_queries(7):
+        page = admin_client.get(reverse("billing:details")).content.decode()
+    assert page.count(">INV-00000") == 3  # one link per invoice
+
+
+def test_support_staff_see_the_subscription_and_invoices_in_admin_read_only(client, admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    buyer = Client()
+    buyer.force_login(admin)
+    buyer.post(reverse("billing:pay", args=[_quote(buyer).pk]))
+    client.force_login(UserFactory(organisation=None, is_staff=True, is_superuser=True))
+    sub = _subscription(admin)
+    invoice = Invoice.objects.get()
+
+    sub_page = client.get(reverse("admin:billing_subscription_change", args=[sub.pk]))
+    invoice_page = client.get(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+    edit = client.post(reverse("admin:billing_invoice_change", args=[invoice.pk]),
+                       {"number": "HACKED"})
+
+    assert sub_page.status_code == invoice_page.status_code == 200
+    assert f"paid, invoice {invoice.number}" in sub_page.content.decode()  # status history
+    assert invoice.number in invoice_page.content.decode()
+    assert edit.status_code == 403
+    assert Invoice.objects.get().number == invoice.number

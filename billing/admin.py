@@ -1,0 +1,102 @@
+"""Support staff look up subscriptions, quotes, invoices and payments here. Read-only: changes go
+through the audited services (admin actions for them arrive with the support issue)."""
+from django.contrib import admin
+
+from billing.models import (
+    CreditEntry,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    PaymentMethod,
+    Quote,
+    Subscription,
+    SubscriptionStatusChange,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class StatusChangeInline(ReadOnlyInline):
+    model = SubscriptionStatusChange
+    fields = ["created_at", "from_status", "to_status", "actor", "actor_kind", "reason"]
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdmin):
+    list_display = ["organisation", "plan", "cycle", "status", "regular_licences",
+                    "team_licences", "storage_units", "current_period_end", "credit_balance"]
+    list_filter = ["status", "plan", "cycle", "currency"]
+    search_fields = ["organisation__name", "processor_customer_id"]
+    list_select_related = ["organisation", "plan"]
+    inlines = [StatusChangeInline]
+
+
+class InvoiceLineInline(ReadOnlyInline):
+    model = InvoiceLine
+    fields = ["kind", "plan", "addon", "quantity", "unit_amount", "fraction", "amount",
+              "period_start", "period_end"]
+
+
+class PaymentInline(ReadOnlyInline):
+    model = Payment
+    fields = ["created_at", "idempotency_key", "processor_id", "amount", "state",
+              "failure_reason"]
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnlyAdmin):
+    list_display = ["number", "organisation", "issued_at", "total", "amount_paid", "state"]
+    search_fields = ["number", "organisation__name"]
+    list_select_related = ["organisation"]
+    inlines = [InvoiceLineInline, PaymentInline]
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "organisation", "amount", "state", "processor_id",
+                    "failure_reason"]
+    list_filter = ["state"]
+    search_fields = ["organisation__name", "processor_id", "idempotency_key"]
+    list_select_related = ["organisation"]
+
+
+@admin.register(Quote)
+class QuoteAdmin(ReadOnlyAdmin):
+    list_display = ["id", "organisation", "from_plan", "plan", "amount_due", "state",
+                    "created_at", "expires_at"]
+    list_filter = ["state"]
+    search_fields = ["id", "organisation__name"]
+    list_select_related = ["organisation", "from_plan", "plan"]
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(ReadOnlyAdmin):
+    list_display = ["organisation", "brand", "last4", "exp_month", "exp_year", "created_at"]
+    search_fields = ["organisation__name", "processor_id"]
+
+
+@admin.register(CreditEntry)
+class CreditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "organisation", "kind", "amount", "invoice"]
+    list_filter = ["kind"]
+    search_fields = ["organisation__name", "invoice__number"]
