@@ -57,19 +57,23 @@ def current_price(*, cycle: str, currency: str, plan: Plan | None = None,
             .order_by("-effective_from").first())
 
 
-def _addon(code: str) -> AddOn:
-    return AddOn.objects.get(code=code)
+def _addons() -> dict[str, AddOn]:
+    return {addon.code: addon for addon in AddOn.objects.filter(code__in=["team_user",
+                                                                           "storage"])}
 
 
 def new_prices(*, change: Change, currency: str) -> list[tuple[Price, int]]:
     """(price, quantity) for each item of the new configuration with a quantity."""
     wanted = [({"plan": change.plan}, change.regular_licences),
-              ({"addon": _addon("team_user")}, change.team_licences),
-              ({"addon": _addon("storage")}, change.storage_units)]
+              ({"addon": "team_user"}, change.team_licences),
+              ({"addon": "storage"}, change.storage_units)]
+    addons = _addons() if change.team_licences or change.storage_units else {}
     priced = []
     for item, quantity in wanted:
         if quantity == 0:
             continue
+        if "addon" in item:
+            item = {"addon": addons[item["addon"]]}
         price = current_price(cycle=change.cycle, currency=currency, **item)
         if price is None:
             raise BillingError(_("%(item)s is not sold in %(currency)s.")
@@ -120,8 +124,8 @@ def _validate(*, organisation: Organisation, subscription: Subscription, change:
                 "reducing the licences to %(wanted)s.", excess)
                 % {"active": active[licence_type], "type": label, "excess": excess,
                    "wanted": wanted})
-    included = included_storage_mb(change)
-    if organisation.storage_used_mb > included:
+    if organisation.storage_used_mb and (
+            organisation.storage_used_mb > (included := included_storage_mb(change))):
         raise BillingError(_("Your organisation uses %(used)s MB of storage; this configuration "
                              "includes %(included)s MB. Add storage units or free space first.")
                            % {"used": organisation.storage_used_mb, "included": included})
@@ -136,7 +140,7 @@ def _validate(*, organisation: Organisation, subscription: Subscription, change:
 
 
 def included_storage_mb(change: Change) -> int:
-    storage = _addon("storage")
+    storage = _addons()["storage"]
     return (change.plan.storage_per_org_mb
             + change.plan.storage_per_licence_mb * change.regular_licences
             + storage.storage_mb_per_unit * change.storage_units)
@@ -151,8 +155,10 @@ def limit_warnings(*, organisation: Organisation, plan: Plan) -> list[dict]:
     return warnings
 
 
-def price_lines(*, subscription: Subscription, change: Change, now: dt.datetime):
-    """The quote's lines and the new period, by the rule in this module's docstring."""
+def price_lines(*, subscription: Subscription, change: Change, now: dt.datetime,
+                new: list[tuple[Price, int]] | None = None):
+    """The quote's lines and the new period, by the rule in this module's docstring. `new` is
+    the new configuration's prices when the caller has them already."""
     lines: list[_Line] = []
     running = (subscription.is_paid and subscription.current_period_end is not None
                and subscription.current_period_end > now)
@@ -171,7 +177,9 @@ def price_lines(*, subscription: Subscription, change: Change, now: dt.datetime)
         fraction = left
     else:
         start, end, fraction = now, clock.add_months(now, CYCLE_MONTHS[change.cycle]), Decimal(1)
-    for price, quantity in new_prices(change=change, currency=subscription.currency):
+    if new is None:
+        new = new_prices(change=change, currency=subscription.currency)
+    for price, quantity in new:
         lines.append(_Line(LineKind.CHARGE, price, quantity, fraction,
                            prorate(price.amount, quantity, fraction), max(start, now), end))
     return lines, start, end
@@ -205,7 +213,9 @@ def quote_price(*, organisation: Organisation, subscription: Subscription,
     """Validate and price a change; raises BillingError with the reason it is refused."""
     _validate(organisation=organisation, subscription=subscription, change=change)
     currency = subscription.currency
-    lines, start, end = price_lines(subscription=subscription, change=change, now=clock.now())
+    new = [] if change.plan.is_free else new_prices(change=change, currency=currency)
+    lines, start, end = price_lines(subscription=subscription, change=change, now=clock.now(),
+                                    new=new)
     subtotal = money_sum((line.amount for line in lines), currency)
     tax = _tax(subtotal)
     total = subtotal + tax
@@ -213,8 +223,8 @@ def quote_price(*, organisation: Organisation, subscription: Subscription,
     credit_applied = min(subscription.credit_balance, total) if positive else zero(currency)
     renewal = None
     if not change.plan.is_free:
-        full = money_sum((prorate(price.amount, quantity, Decimal(1)) for price, quantity
-                          in new_prices(change=change, currency=currency)), currency)
+        full = money_sum((prorate(price.amount, quantity, Decimal(1))
+                          for price, quantity in new), currency)
         renewal = full + _tax(full)
     return Priced(change=change, lines=lines, period_start=start, period_end=end,
                   subtotal=subtotal, tax=tax, total=total, credit_applied=credit_applied,

@@ -310,3 +310,17 @@ def test_support_staff_see_the_subscription_and_invoices_in_admin_read_only(clie
     assert invoice.number in invoice_page.content.decode()
     assert edit.status_code == 403
     assert Invoice.objects.get().number == invoice.number
+
+
+def test_the_live_price_costs_a_fixed_number_of_queries(admin_client, admin,
+                                                        django_assert_num_queries):
+    UserFactory.create_batch(5, organisation=admin.organisation)
+
+    # session, user, organisation, plan, subscription (with its prices), active users,
+    # add-ons, and one current price each for the plan, team licences and storage
+    with django_assert_num_queries(10):
+        response = admin_client.get(
+            reverse("billing:configure", args=["professional"]),
+            {"cycle": "yearly", "regular_licences": "8", "team_licences": "2",
+             "storage_units": "1"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
