@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from accounts.audit import audit_record
@@ -17,7 +18,7 @@ from accounts.models import Organisation, User
 from billing import gateway
 from billing.errors import BillingError
 from billing.models import Invoice, Payment, PaymentMethod, Quote, Status, Subscription
-from billing.money import zero
+from billing.money import format_money, zero
 from billing.services.invoices import invoice_from_quote
 from billing.services.quotes import current_price
 from billing.services.subscriptions import (
@@ -90,13 +91,18 @@ def card_save_default(*, organisation: Organisation, payment_method_id: str,
     return method
 
 
-def _refuse_if_stale(*, quote: Quote, subscription: Subscription) -> None:
-    if quote.is_expired:
-        raise BillingError(_("This quote expired at %(time)s. Review the change again: nothing "
-                             "was charged.") % {"time": clock.localtime_label(quote.expires_at)})
+def _refuse_if_stale(*, quote: Quote, subscription: Subscription, resending: bool) -> None:
+    """Refuse a quote whose price may no longer be right. An attempt whose outcome is unknown
+    is re-sent even after the quote expired or prices changed: it may have been charged at the
+    quoted amount already, and only re-sending it with its key tells."""
     if subscription.version != quote.subscription_version:
         raise BillingError(_("Your subscription changed after this quote was made. Review the "
                              "change again: nothing was charged."))
+    if resending:
+        return
+    if quote.is_expired:
+        raise BillingError(_("This quote expired at %(time)s. Review the change again: nothing "
+                             "was charged.") % {"time": clock.localtime_label(quote.expires_at)})
     for line in quote.lines.filter(kind="charge").select_related("price"):
         now_price = current_price(plan=line.plan, addon=line.addon, cycle=quote.cycle,
                                   currency=quote.currency)
@@ -105,9 +111,8 @@ def _refuse_if_stale(*, quote: Quote, subscription: Subscription) -> None:
                                  "again: nothing was charged."))
 
 
-def _attempt(*, quote: Quote, method: PaymentMethod) -> Payment:
+def _attempt(*, quote: Quote, pending: Payment | None, method: PaymentMethod) -> Payment:
     """The pending attempt to re-send, or a new one with its key saved before any call."""
-    pending = quote.payments.filter(state=Payment.State.PENDING).first()
     if pending:
         return pending
     number = quote.payments.count() + 1
@@ -127,13 +132,15 @@ def quote_pay(*, organisation: Organisation, quote_id, acting_user: User) -> Pay
     if quote.state == Quote.State.PAID:
         return PayResult(invoice=quote.invoice)
     subscription = subscription_lock_for(organisation=organisation)
-    _refuse_if_stale(quote=quote, subscription=subscription)
+    pending = quote.payments.filter(state=Payment.State.PENDING).first()
+    _refuse_if_stale(quote=quote, subscription=subscription, resending=pending is not None)
     payment = None
     if quote.amount_due > zero(quote.currency):
         method = subscription.default_payment_method
         if method is None:
-            raise BillingError(_("Add a card to pay %(amount)s.") % {"amount": quote.amount_due})
-        payment = _attempt(quote=quote, method=method)
+            raise BillingError(_("Add a card to pay %(amount)s.")
+                               % {"amount": format_money(quote.amount_due, get_language())})
+        payment = _attempt(quote=quote, pending=pending, method=method)
         try:
             result = gateway.charge(
                 customer_id=subscription.processor_customer_id,

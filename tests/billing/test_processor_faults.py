@@ -3,6 +3,7 @@
 Real faults, no fakes: a closed loopback port (connection refused) and a listening socket that
 never answers (read timeout), then the real sandbox again for the retry.
 """
+import datetime as dt
 import socket
 
 import pytest
@@ -10,6 +11,7 @@ from django.test import override_settings
 from django.urls import reverse
 
 from billing.models import Invoice, Payment, Quote, Subscription
+from store import clock
 from tests.accounts.factories import AdminFactory
 from tests.billing.helpers import card_on_file, processor_charges
 
@@ -86,3 +88,18 @@ def test_a_processor_that_never_answers_times_out_into_the_same_message(paying, 
     assert response.status_code == 503
     assert "did not answer" in response.content.decode()
     _assert_nothing_applied(admin, quote)
+
+
+def test_an_unanswered_attempt_is_resent_even_after_the_quote_expired(paying, closed_port):
+    """The first attempt's outcome is unknown; refusing it as "expired" could hide a charge."""
+    client, admin, quote = paying
+    with override_settings(STRIPE_API_BASE=f"http://127.0.0.1:{closed_port}"):
+        client.post(reverse("billing:pay", args=[quote.pk]))
+
+    with clock.travel(quote.expires_at + dt.timedelta(minutes=5)):
+        response = client.post(reverse("billing:pay", args=[quote.pk]))
+
+    assert response.status_code == 302
+    assert Payment.objects.get().state == Payment.State.SUCCEEDED
+    sub = Subscription.objects.get(organisation=admin.organisation)
+    assert len(processor_charges(sub.processor_customer_id)) == 1
