@@ -18,7 +18,7 @@ from billing.models import (
 )
 from billing.services.payments import quote_pay
 from billing.services.quotes import Change, quote_create
-from billing.services.subscriptions import trial_start
+from billing.services.subscriptions import subscription_transition, trial_start
 from store import clock
 from store.models import Plan, Price
 from tests.accounts.factories import AdminFactory, UserFactory
@@ -302,3 +302,11 @@ def test_a_plan_tried_once_cannot_be_tried_again(admin):
     assert subscription(admin).status == Status.FREE
     with pytest.raises(BillingError, match="already tried Enterprise"):
         trial_start(organisation=admin.organisation, plan=plan("enterprise"), acting_user=admin)
+
+
+def test_an_illegal_status_move_is_refused_and_writes_no_history(admin):
+    sub = subscription(admin)
+
+    with pytest.raises(BillingError, match="cannot go from free to locked"):
+        subscription_transition(subscription=sub, to=Status.LOCKED, actor=admin, reason="test")
+    assert not SubscriptionStatusChange.objects.exists()

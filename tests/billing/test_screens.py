@@ -324,3 +324,16 @@ def test_the_live_price_costs_a_fixed_number_of_queries(admin_client, admin,
             {"cycle": "yearly", "regular_licences": "8", "team_licences": "2",
              "storage_units": "1"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
+
+
+def test_the_review_warns_with_figures_when_usage_is_over_the_new_plans_limit(client, admin):
+    admin.organisation.record_count = 12_340
+    admin.organisation.save()
+    client.force_login(admin)
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "ja"
+    quote = _quote(client, "standard")
+
+    page = client.get(reverse("billing:review", args=[quote.pk])).content.decode()
+
+    assert ("データが 12,340 件ありますが、スタンダードの上限は 10,000 件です。" in page)
+    assert "既存のデータは編集できます" in page
