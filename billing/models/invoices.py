@@ -2,18 +2,13 @@
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
-from djmoney.models.fields import MoneyField
 
 from accounts.models import Organisation
-from billing.models.quotes import LineKind, Quote
+from billing.models.lines import PricedLine
+from billing.models.lines import money_field as _money
+from billing.models.quotes import Quote
 from billing.models.subscriptions import Subscription
 from store import clock
-from store.models import AddOn, Plan, Price
-
-
-def _money(**kwargs):
-    return MoneyField(max_digits=14, decimal_places=2,
-                      currency_choices=settings.CURRENCY_CHOICES, **kwargs)
 
 
 class InvoiceSequence(models.Model):
@@ -56,28 +51,11 @@ class Invoice(models.Model):
         return self.number
 
 
-class InvoiceLine(models.Model):
+class InvoiceLine(PricedLine):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
-    kind = models.CharField(max_length=10, choices=LineKind.choices)
-    price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="+")
-    plan = models.ForeignKey(Plan, null=True, on_delete=models.PROTECT, related_name="+")
-    addon = models.ForeignKey(AddOn, null=True, on_delete=models.PROTECT, related_name="+")
-    quantity = models.PositiveIntegerField()
-    unit_amount = _money()
-    fraction = models.DecimalField(max_digits=14, decimal_places=12)
-    amount = _money()
-    period_start = models.DateTimeField()
-    period_end = models.DateTimeField()
 
-    class Meta:
-        ordering = ["id"]
-
-    def __str__(self) -> str:
-        return f"{self.invoice_id}: {self.item} × {self.quantity} {self.amount}"
-
-    @property
-    def item(self):
-        return self.plan or self.addon
+    class Meta(PricedLine.Meta):
+        pass
 
 
 class CreditEntry(models.Model):

@@ -1,11 +1,10 @@
 """Cards on file (processor ids and display facts only) and payment attempts."""
-from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
-from djmoney.models.fields import MoneyField
 
 from accounts.models import Organisation
 from billing.models.invoices import Invoice
+from billing.models.lines import money_field
 from billing.models.quotes import Quote
 from store import clock
 
@@ -49,8 +48,7 @@ class Payment(models.Model):
                                 related_name="payments")
     idempotency_key = models.CharField(max_length=80, unique=True)
     processor_id = models.CharField(max_length=64, blank=True)
-    amount = MoneyField(max_digits=14, decimal_places=2,
-                        currency_choices=settings.CURRENCY_CHOICES)
+    amount = money_field()
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     card_brand = models.CharField(max_length=20, blank=True)
     card_last4 = models.CharField(max_length=4, blank=True)

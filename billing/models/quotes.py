@@ -4,21 +4,14 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
-from djmoney.models.fields import MoneyField
 
 from accounts.models import Organisation
+from billing.models.lines import LineKind, PricedLine
+from billing.models.lines import money_field as _money
 from store import clock
-from store.models import AddOn, BillingCycle, Plan, Price
+from store.models import BillingCycle, Plan
 
-
-def _money(**kwargs):
-    return MoneyField(max_digits=14, decimal_places=2,
-                      currency_choices=settings.CURRENCY_CHOICES, **kwargs)
-
-
-class LineKind(models.TextChoices):
-    CHARGE = "charge", _("Charge")
-    CREDIT = "credit", _("Credit for unused time")
+__all__ = ["LineKind", "Quote", "QuoteLine"]
 
 
 class Quote(models.Model):
@@ -69,26 +62,8 @@ class Quote(models.Model):
         return self.plan.rank > self.from_plan.rank
 
 
-class QuoteLine(models.Model):
+class QuoteLine(PricedLine):
     quote = models.ForeignKey(Quote, on_delete=models.CASCADE, related_name="lines")
-    kind = models.CharField(max_length=10, choices=LineKind.choices)
-    price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="+")
-    plan = models.ForeignKey(Plan, null=True, on_delete=models.PROTECT, related_name="+")
-    addon = models.ForeignKey(AddOn, null=True, on_delete=models.PROTECT, related_name="+")
-    quantity = models.PositiveIntegerField()
-    unit_amount = _money()
-    fraction = models.DecimalField(max_digits=14, decimal_places=12,
-                                   help_text=_("Share of the period charged or credited."))
-    amount = _money()
-    period_start = models.DateTimeField()
-    period_end = models.DateTimeField()
 
-    class Meta:
-        ordering = ["id"]
-
-    def __str__(self) -> str:
-        return f"{self.item} × {self.quantity} {self.amount}"
-
-    @property
-    def item(self):
-        return self.plan or self.addon
+    class Meta(PricedLine.Meta):
+        pass

@@ -27,12 +27,8 @@ def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid:
         issuer_registration=settings.KANRI_INVOICE_ISSUER_REGISTRATION
         if quote.currency == "JPY" else "",
         issued_at=clock.now())
-    InvoiceLine.objects.bulk_create(
-        InvoiceLine(invoice=invoice, kind=line.kind, price=line.price, plan=line.plan,
-                    addon=line.addon, quantity=line.quantity, unit_amount=line.unit_amount,
-                    fraction=line.fraction, amount=line.amount, period_start=line.period_start,
-                    period_end=line.period_end)
-        for line in quote.lines.all())
+    InvoiceLine.objects.bulk_create(InvoiceLine(invoice=invoice, **line.copied_values())
+                                    for line in quote.lines.all())
     if quote.credit_applied.amount:
         CreditEntry.objects.create(organisation=quote.organisation, invoice=invoice,
                                    kind=Entry.Kind.APPLIED, amount=-quote.credit_applied)

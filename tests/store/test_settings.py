@@ -32,3 +32,10 @@ def test_without_a_secret_key_production_refuses_to_start():
 
     assert result.returncode != 0
     assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_the_migrations_match_the_models():
+    result = _manage("makemigrations", "--check", "--dry-run",
+                     env={"DEBUG": "1", "DATABASE_URL": "sqlite:///:memory:"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
