@@ -67,6 +67,8 @@ def configure(request, code: str):
         except BillingError as refused:
             error, status = str(refused), 400
     elif form.is_bound:
+        error = " ".join(str(message) for messages_ in form.errors.values()
+                         for message in messages_)
         status = 400
     else:
         form = ConfigureForm(initial=initial)
@@ -77,8 +79,11 @@ def configure(request, code: str):
             priced = None  # e.g. the current configuration itself: nothing to price yet
     context = {"plan": plan, "form": form, "priced": priced, "error": error,
                "subscription": subscription}
-    template = "billing/configure.html#summary" if request.htmx else "billing/configure.html"
-    return render(request, template, context, status=status)
+    if request.htmx:
+        # The live price is a partial: its error is its content, swapped in like any price
+        # (htmx leaves 4xx responses unswapped).
+        return render(request, "billing/configure.html#summary", context)
+    return render(request, "billing/configure.html", context, status=status)
 
 
 def _review_context(request, quote: Quote) -> dict:

@@ -337,3 +337,20 @@ def test_the_review_warns_with_figures_when_usage_is_over_the_new_plans_limit(cl
 
     assert ("データが 12,340 件ありますが、スタンダードの上限は 10,000 件です。" in page)
     assert "既存のデータは編集できます" in page
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"team_licences": "0"}, "deactivate 1 user"),
+    ({"regular_licences": "x"}, "Enter a whole number."),
+])
+def test_the_live_price_shows_a_refusal_in_place(admin_client, admin, data, message):
+    UserFactory(organisation=admin.organisation, licence_type="team")
+
+    response = admin_client.get(reverse("billing:configure", args=["standard"]),
+                                {**CONFIGURE, **data}, HTTP_HX_REQUEST="true")
+
+    assert response.status_code == 200  # swapped in by htmx, which ignores 4xx answers
+    html = response.content.decode()
+    assert html.lstrip().startswith('<aside id="summary"')
+    assert message in html
+    assert not Quote.objects.exists()

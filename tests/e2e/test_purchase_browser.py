@@ -77,3 +77,15 @@ def test_a_declined_card_shows_the_reason_and_keeps_the_plan(page, live_server, 
     assert subscription.plan.code == "free"
     page.goto(f"{live_server.url}/manage/")
     expect(page.get_by_test_id("current-plan")).to_have_text("無料")
+
+
+def test_the_live_price_shows_a_refusal_in_place_and_recovers(page, live_server,
+                                                              japanese_admin):
+    page.goto(f"{live_server.url}/manage/plans/standard/")
+    page.get_by_label("通常ユーザーライセンス").fill("0")
+
+    expect(page.get_by_test_id("summary").get_by_role("alert")).to_be_visible()
+    expect(page.get_by_role("heading", level=1)).to_have_text("スタンダード")  # still the page
+
+    page.get_by_label("通常ユーザーライセンス").fill("1")
+    expect(page.get_by_test_id("due-now")).to_have_text("￥2,244")  # 2,040 + 10%
