@@ -71,7 +71,6 @@ def configure(request, code: str):
                          for message in messages_)
         status = 400
     else:
-        form = ConfigureForm(initial=initial)
         try:
             priced = quotes.quote_price(organisation=organisation, subscription=subscription,
                                         change=quotes.Change(plan, **initial))
