@@ -1,4 +1,4 @@
-"""The subscription's life: created on Free, trials, status moves, changes applied from quotes."""
+"""The subscription's life: created on Free, trials, status moves (quotes apply in payments)."""
 import datetime as dt
 
 from django.conf import settings
