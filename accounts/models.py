@@ -13,7 +13,12 @@ class Organisation(models.Model):
     name = models.CharField(_("organisation name"), max_length=200)
     currency = models.CharField(_("billing currency"), max_length=3,
                                 choices=settings.CURRENCY_CHOICES, default="JPY")
+    # Billing periods run on this wall clock (an IANA zone name).
+    time_zone = models.CharField(_("time zone"), max_length=64,
+                                 default=settings.KANRI_DEFAULT_TIME_ZONE)
     created_at = models.DateTimeField(default=clock.now, editable=False)
+    # Set when the account is deleted: the row stays (its invoices must), anonymised.
+    closed_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Usage as the CRM last reported it; plan limits and downgrade warnings compare against it.
     record_count = models.PositiveIntegerField(default=0)
     storage_used_mb = models.PositiveIntegerField(default=0)

@@ -3,6 +3,10 @@
 Kanri owns plans, proration, invoices and the state machine; the processor only keeps customers
 and cards and moves money. Every charge carries an idempotency key made from Kanri's own row.
 Local runs and tests point `STRIPE_API_BASE` at localstripe; production at Stripe.
+
+Every stripe error type is mapped to one of this module's errors, so none escapes as a 500:
+unreachable or 5xx → GatewayUnavailable (outcome unknown); a card refusal → CardRefused; an
+unknown customer or card → ResourceMissing; anything else refused → GatewayError.
 """
 from dataclasses import dataclass
 
@@ -10,16 +14,29 @@ import stripe
 from django.conf import settings
 from djmoney.money import Money
 
-from billing.money import to_minor_units
+from store.money import to_minor_units
 
 
-class GatewayUnavailable(Exception):
-    """The processor could not be reached or answered with a server error: nothing is known
-    about the outcome, so the caller keeps the attempt pending and retries with the same key."""
+class GatewayError(Exception):
+    """The processor refused the request for a reason that is not the card's (a bad request,
+    a key clash, wrong credentials). Nothing was charged by this request."""
 
 
-class CardRefused(Exception):
-    """The processor refused the card; `str()` is its reason, fit to show."""
+class GatewayUnavailable(GatewayError):
+    """The processor could not be reached, timed out or answered with a server error: nothing
+    is known about the outcome, so the caller must ask the processor before saying anything."""
+
+
+class CardRefused(GatewayError):
+    """The processor refused the card; `str()` is its own wording, `code` its reason code."""
+
+    def __init__(self, message: str, *, code: str = ""):
+        super().__init__(message)
+        self.code = code
+
+
+class ResourceMissing(GatewayError):
+    """The processor does not know the customer or card (deleted there, or never made)."""
 
 
 @dataclass(frozen=True)
@@ -33,10 +50,17 @@ class Card:
 
 
 @dataclass(frozen=True)
-class Charge:
-    succeeded: bool
+class Intent:
+    """A PaymentIntent as Kanri needs it. `status` is Stripe's: requires_confirmation,
+    requires_action, processing, succeeded, requires_payment_method (failed), canceled."""
+
     processor_id: str
-    failure_reason: str = ""
+    status: str
+    amount: int
+    currency: str
+    payment_method_id: str
+    failure_code: str = ""
+    failure_message: str = ""
 
 
 def _client() -> stripe.StripeClient:
@@ -55,7 +79,17 @@ def _call(function, *args, **kwargs):
     except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as error:
         raise GatewayUnavailable(str(error)) from error
     except stripe.CardError as error:
-        raise CardRefused(error.user_message or str(error)) from error
+        detail = error.error
+        code = (detail.decline_code or detail.code) if detail else ""
+        raise CardRefused(error.user_message or str(error), code=code or error.code or "") \
+            from error
+    except stripe.StripeError as error:  # invalid request, authentication, idempotency, ...
+        status = error.http_status or 0
+        if status >= 500:
+            raise GatewayUnavailable(str(error)) from error
+        if status == 404 or (error.error and error.error.code == "resource_missing"):
+            raise ResourceMissing(error.user_message or str(error)) from error
+        raise GatewayError(error.user_message or str(error)) from error
 
 
 def browser_script_url() -> str:
@@ -78,9 +112,16 @@ def customer_create(*, organisation_id: int, name: str, email: str) -> str:
 def customer_delete(*, customer_id: str) -> None:
     try:
         _call(_client().v1.customers.delete, customer_id)
-    except stripe.InvalidRequestError as error:
-        if error.http_status != 404:  # already gone is what we wanted
-            raise GatewayUnavailable(str(error)) from error
+    except ResourceMissing:
+        pass  # already gone is what we wanted
+
+
+def customer_exists(*, customer_id: str) -> bool:
+    try:
+        customer = _call(_client().v1.customers.retrieve, customer_id)
+    except ResourceMissing:
+        return False
+    return not customer.to_dict().get("deleted")
 
 
 def setup_intent_create(*, customer_id: str) -> str:
@@ -95,53 +136,73 @@ def card_attach(*, payment_method_id: str, customer_id: str) -> Card:
     """Attach a card the browser confirmed to the customer (Stripe has usually done it already
     through the SetupIntent; localstripe has not) and return what may be stored of it."""
     client = _client()
-    try:
-        method = _call(client.v1.payment_methods.retrieve, payment_method_id)
-    except stripe.InvalidRequestError as error:
-        raise CardRefused(error.user_message or str(error)) from error
+    method = _call(client.v1.payment_methods.retrieve, payment_method_id)
     if method.customer and method.customer != customer_id:
-        raise CardRefused("This card belongs to another customer.")
+        raise CardRefused("This card belongs to another customer.", code="card_not_owned")
     if not method.customer:
-        try:
-            method = _call(client.v1.payment_methods.attach, payment_method_id,
-                           params={"customer": customer_id})
-        except stripe.InvalidRequestError as error:
-            raise CardRefused(error.user_message or str(error)) from error
+        method = _call(client.v1.payment_methods.attach, payment_method_id,
+                       params={"customer": customer_id})
     card = method.card
     return Card(processor_id=method.id, brand=card.brand, last4=card.last4,
                 exp_month=card.exp_month, exp_year=card.exp_year, customer_id=customer_id)
 
 
-def charge(*, customer_id: str, payment_method_id: str, amount: Money,
-           idempotency_key: str) -> Charge:
-    """Charge a saved card now, off-session. A refusal is a result, not an error."""
+def _intent(resource) -> Intent:
+    intent = resource.to_dict()
+    error = intent.get("last_payment_error") or {}
+    method = intent.get("payment_method") or ""
+    return Intent(processor_id=intent["id"], status=intent["status"], amount=intent["amount"],
+                  currency=intent["currency"],
+                  payment_method_id=method if isinstance(method, str) else method["id"],
+                  failure_code=error.get("decline_code") or error.get("code") or "",
+                  failure_message=error.get("message") or "")
+
+
+def intent_create(*, customer_id: str, payment_method_id: str, amount: Money,
+                  idempotency_key: str) -> Intent:
+    """The first half of a charge: a PaymentIntent that is not confirmed, so creating it moves
+    no money. Its id is stored before `intent_confirm`; an intent whose id Kanri never learned
+    is never confirmed, so creating one can always be retried safely."""
+    return _intent(_call(_client().v1.payment_intents.create, params={
+        "amount": to_minor_units(amount),
+        "currency": str(amount.currency).lower(),
+        "customer": customer_id,
+        "payment_method": payment_method_id,
+        "payment_method_types": ["card"],
+        "metadata": {"kanri_key": idempotency_key},
+    }, options={"idempotency_key": f"{idempotency_key}:create"}))
+
+
+def intent_confirm(*, intent_id: str, idempotency_key: str) -> Intent:
+    """Confirm a stored intent: this is what charges the card. A refusal is a result (the
+    intent's status says so), not an error; a lost answer raises GatewayUnavailable."""
     try:
-        intent = _call(_client().v1.payment_intents.create, params={
-            "amount": to_minor_units(amount),
-            "currency": str(amount.currency).lower(),
-            "customer": customer_id,
-            "payment_method": payment_method_id,
-            "off_session": True,
-            "confirm": True,
-            "metadata": {"kanri_key": idempotency_key},
-        }, options={"idempotency_key": idempotency_key})
+        return _intent(_call(_client().v1.payment_intents.confirm, intent_id,
+                             options={"idempotency_key": f"{idempotency_key}:confirm"}))
     except CardRefused as refused:
-        return Charge(succeeded=False, processor_id="", failure_reason=str(refused))
-    except stripe.InvalidRequestError as error:
-        return Charge(succeeded=False, processor_id="",
-                      failure_reason=error.user_message or str(error))
-    if intent.status != "succeeded":
-        return Charge(succeeded=False, processor_id=intent.id,
-                      failure_reason=f"payment {intent.status}")
-    return Charge(succeeded=True, processor_id=intent.id)
+        intent = intent_retrieve(intent_id=intent_id)
+        return Intent(processor_id=intent.processor_id, status="requires_payment_method",
+                      amount=intent.amount, currency=intent.currency,
+                      payment_method_id=intent.payment_method_id,
+                      failure_code=refused.code or intent.failure_code,
+                      failure_message=str(refused))
 
 
-def customer_exists(*, customer_id: str) -> bool:
-    try:
-        customer = _call(_client().v1.customers.retrieve, customer_id)
-    except stripe.InvalidRequestError:
-        return False
-    return not customer.get("deleted")
+def intent_retrieve(*, intent_id: str) -> Intent:
+    """The processor's own record of an intent: how an unknown outcome is settled."""
+    return _intent(_call(_client().v1.payment_intents.retrieve, intent_id))
+
+
+def intent_cancel(*, intent_id: str) -> Intent:
+    """Cancel an intent that has not charged, so that nobody can confirm it later."""
+    return _intent(_call(_client().v1.payment_intents.cancel, intent_id))
+
+
+def refund_create(*, intent_id: str, idempotency_key: str) -> str:
+    """Refund a succeeded intent in full; returns the refund's id."""
+    refund = _call(_client().v1.refunds.create, params={"payment_intent": intent_id},
+                   options={"idempotency_key": f"{idempotency_key}:refund"})
+    return refund.id
 
 
 def test_card_create(*, number: str = "4242424242424242") -> str:

@@ -7,9 +7,9 @@ from django.shortcuts import get_object_or_404
 from djmoney.money import Money
 
 from accounts.models import Organisation
-from billing.models import Invoice, Quote, Status, Subscription
-from billing.money import money_sum, prorate, tax_on
+from billing.models import Invoice, Payment, Quote, Status, Subscription
 from store.models import Plan
+from store.money import money_sum, prorate, tax_on
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,11 @@ def quote_get(*, organisation: Organisation, quote_id) -> Quote:
     return get_object_or_404(
         Quote.objects.select_related("plan", "from_plan").prefetch_related(
             "lines__plan", "lines__addon"), pk=quote_id, organisation=organisation)
+
+
+def open_payment(*, quote: Quote) -> Payment | None:
+    """The attempt of this quote whose outcome is not settled yet, if any."""
+    return quote.payments.filter(state__in=Payment.OPEN).first()
 
 
 def invoice_get(*, organisation: Organisation, number: str) -> Invoice:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("quotes/<uuid:quote_id>/", views.review, name="review"),
     path("quotes/<uuid:quote_id>/pay/", views.pay, name="pay"),
     path("cards/", views.card_add, name="card_add"),
+    path("cards/setup/", views.card_setup, name="card_setup"),
     path("invoices/<str:number>/", views.invoice, name="invoice"),
     path("trial/", views.trial, name="trial"),
     path("free/", views.switch_to_free, name="switch_to_free"),

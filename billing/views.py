@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import selectors as account_selectors
 from accounts.permissions import org_admin_required
-from billing import gateway, selectors
+from billing import gateway, pricing, selectors
 from billing.errors import BillingError
 from billing.forms import ConfigureForm, DeleteAccountForm
 from billing.models import Quote, TrialUse
@@ -37,9 +37,9 @@ def plans(request):
     })
 
 
-def _change_from(form: ConfigureForm, plan: Plan) -> quotes.Change:
+def _change_from(form: ConfigureForm, plan: Plan) -> pricing.Change:
     data = form.cleaned_data
-    return quotes.Change(plan, data["cycle"], data["regular_licences"], data["team_licences"],
+    return pricing.Change(plan, data["cycle"], data["regular_licences"], data["team_licences"],
                          data["storage_units"])
 
 
@@ -49,7 +49,7 @@ def configure(request, code: str):
     plan = get_object_or_404(Plan, code=code, is_public=True)
     if plan.is_free:
         return redirect("billing:details")
-    subscription = quotes.subscription_for_pricing(organisation=organisation)
+    subscription = pricing.subscription_for_pricing(organisation=organisation)
     initial = {"cycle": subscription.cycle, "regular_licences": subscription.regular_licences,
                "team_licences": subscription.team_licences,
                "storage_units": subscription.storage_units}
@@ -62,7 +62,7 @@ def configure(request, code: str):
                 quote = quotes.quote_create(organisation=organisation, acting_user=request.user,
                                             change=change)
                 return redirect("billing:review", quote_id=quote.pk)
-            priced = quotes.quote_price(organisation=organisation, subscription=subscription,
+            priced = pricing.quote_price(organisation=organisation, subscription=subscription,
                                         change=change)
         except BillingError as refused:
             error, status = str(refused), 400
@@ -72,8 +72,8 @@ def configure(request, code: str):
         status = 400
     else:
         try:
-            priced = quotes.quote_price(organisation=organisation, subscription=subscription,
-                                        change=quotes.Change(plan, **initial))
+            priced = pricing.quote_price(organisation=organisation, subscription=subscription,
+                                        change=pricing.Change(plan, **initial))
         except BillingError:
             priced = None  # e.g. the current configuration itself: nothing to price yet
     context = {"plan": plan, "form": form, "priced": priced, "error": error,
@@ -87,18 +87,12 @@ def configure(request, code: str):
 
 def _review_context(request, quote: Quote) -> dict:
     subscription = selectors.subscription_get(organisation=request.user.organisation)
-    context = {"quote": quote, "subscription": subscription, "card_secret": "",
-               "stripe_js_url": gateway.browser_script_url(),
-               "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY}
-    needs_card = (quote.state == Quote.State.OPEN and quote.amount_due.amount > 0
-                  and subscription.default_payment_method is None)
-    if needs_card:
-        try:
-            context["card_secret"] = payments.card_setup_secret(
-                organisation=request.user.organisation)
-        except BillingError as error:
-            context["error"] = str(error)
-    return context
+    return {"quote": quote, "subscription": subscription,
+            "open_payment": selectors.open_payment(quote=quote),
+            "needs_card": (quote.state == Quote.State.OPEN and quote.amount_due.amount > 0
+                           and subscription.default_payment_method is None),
+            "stripe_js_url": gateway.browser_script_url(),
+            "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY}
 
 
 @org_admin_required
@@ -107,6 +101,11 @@ def review(request, quote_id):
     if quote.state == Quote.State.PAID:
         return redirect("billing:invoice", number=quote.invoice.number)
     return render(request, "billing/review.html", _review_context(request, quote))
+
+
+# How each refusal of Pay answers: a person reads the message, a program the status.
+PAY_STATUS = {"card_declined": 402, "processor_unavailable": 503, "payment_pending": 202,
+              "processor_error": 502, "processor_customer_missing": 409}
 
 
 @org_admin_required
@@ -121,15 +120,29 @@ def pay(request, quote_id):
     except BillingError as refused:
         quote = selectors.quote_get(organisation=organisation, quote_id=quote_id)
         return render(request, "billing/review.html",
-                      {**_review_context(request, quote), "error": str(refused)}, status=409)
+                      {**_review_context(request, quote), "error": str(refused),
+                       "error_code": refused.code}, status=409)
     if result.invoice is None:
         quote = selectors.quote_get(organisation=organisation, quote_id=quote_id)
         return render(request, "billing/review.html",
-                      {**_review_context(request, quote), "error": result.failure},
-                      status=503 if result.retry else 402)
+                      {**_review_context(request, quote), "error": result.failure,
+                       "error_code": result.code, "pending": result.pending},
+                      status=PAY_STATUS.get(result.code, 402))
     messages.success(request, _("Done: you are on %(plan)s now.")
                      % {"plan": result.invoice.quote.plan.display_name})
     return redirect("billing:invoice", number=result.invoice.number)
+
+
+@org_admin_required
+@require_POST
+def card_setup(request):
+    """A SetupIntent for the processor's card form (a POST: it may create the customer)."""
+    try:
+        secret = payments.card_setup_secret(organisation=request.user.organisation)
+    except BillingError as refused:
+        return JsonResponse({"error": str(refused), "code": refused.code}, status=503
+                            if refused.code == "processor_unavailable" else 400)
+    return JsonResponse({"secret": secret})
 
 
 @org_admin_required
@@ -185,7 +198,7 @@ def switch_to_free(request):
     organisation = request.user.organisation
     subscription = selectors.subscription_get(organisation=organisation)
     free = Plan.objects.get(code="free")
-    change = quotes.Change(free, subscription.cycle,
+    change = pricing.Change(free, subscription.cycle,
                            min(subscription.regular_licences, free.max_users or 1), 0, 0)
     try:
         quote = quotes.quote_create(organisation=organisation, acting_user=request.user,

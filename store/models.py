@@ -7,8 +7,8 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from djmoney.models.fields import MoneyField
 
-from billing.money import is_whole_minor_units
 from store import clock
+from store.money import is_whole_minor_units
 
 
 class BillingCycle(models.TextChoices):

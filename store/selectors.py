@@ -3,9 +3,9 @@ from dataclasses import dataclass
 
 from django.db.models import Prefetch
 
-from billing.money import per_month
 from store import clock
 from store.models import CYCLE_MONTHS, AddOn, BillingCycle, Plan, Price
+from store.money import per_month
 
 
 @dataclass(frozen=True)

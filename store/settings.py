@@ -233,8 +233,15 @@ KANRI_BASE_URL = os.environ.get("KANRI_BASE_URL", "http://127.0.0.1:8000")
 # Billing rules (SPEC.md): periods in days, tax per currency, the qualified-invoice number.
 KANRI_TRIAL_DAYS = int(os.environ.get("KANRI_TRIAL_DAYS", "15"))
 KANRI_QUOTE_MINUTES = int(os.environ.get("KANRI_QUOTE_MINUTES", "30"))
+# How long a second Pay of the same quote waits for the first one's answer before it says
+# "being processed" (the page then refreshes until the outcome is known).
+KANRI_PAY_WAIT_SECONDS = float(os.environ.get("KANRI_PAY_WAIT_SECONDS", "10"))
 KANRI_TAX_RATES = {"JPY": "0.10", "USD": "0.10"}
 KANRI_TAX_ROUNDING = os.environ.get("KANRI_TAX_ROUNDING", "ROUND_DOWN")
 KANRI_INVOICE_ISSUER_REGISTRATION = os.environ.get("KANRI_INVOICE_ISSUER_REGISTRATION",
                                                    "T1234567890123")
 KANRI_MAX_QUANTITY = 10_000
+# New organisations' billing clock; each organisation stores its own.
+KANRI_DEFAULT_TIME_ZONE = os.environ.get("KANRI_DEFAULT_TIME_ZONE", "Asia/Tokyo")
+# Printed on every invoice as the seller (a snapshot is kept per invoice).
+KANRI_SELLER_NAME = os.environ.get("KANRI_SELLER_NAME", "Kanri K.K.")

@@ -1,4 +1,9 @@
-"""Invoices (immutable once finalized), their lines, and the account-credit ledger."""
+"""Invoices (immutable once finalized, kept for good), their lines, and the credit ledger.
+
+Every foreign key from these records is PROTECT: an invoice, a credit note or a payment can never
+disappear in a cascade. Closing an account anonymises the organisation instead of deleting it.
+Each invoice prints the names it was issued with (seller, buyer, items), not the live ones.
+"""
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -9,6 +14,7 @@ from billing.models.lines import money_field as _money
 from billing.models.quotes import Quote
 from billing.models.subscriptions import Subscription
 from store import clock
+from store.money import breakdown_from_json
 
 
 class InvoiceSequence(models.Model):
@@ -26,22 +32,31 @@ class Invoice(models.Model):
         PAID = "paid", _("Paid")
 
     number = models.CharField(max_length=20, unique=True)
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE,
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
                                      related_name="invoices")
-    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE,
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT,
                                      related_name="invoices")
-    quote = models.OneToOneField(Quote, null=True, on_delete=models.SET_NULL,
+    quote = models.OneToOneField(Quote, null=True, on_delete=models.PROTECT,
                                  related_name="invoice")
     state = models.CharField(max_length=10, choices=State.choices)
     currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
     subtotal = _money()
+    # The quote's tax rule, copied: the rate of its charges, the rounding, and per rate the
+    # subtotal and tax ([{"rate", "subtotal", "tax"}] as exact decimal strings).
     tax_rate = models.DecimalField(max_digits=5, decimal_places=4)
+    tax_rounding = models.CharField(max_length=20)
+    tax_breakdown = models.JSONField(default=list)
     tax = _money()
     total = _money()
     credit_applied = _money()
     amount_paid = _money()
     credit_to_account = _money()
+    # Snapshots: who sold, who bought, and the seller's qualified-invoice number, as issued.
+    seller_name = models.CharField(max_length=200)
+    buyer_name = models.CharField(max_length=200)
     issuer_registration = models.CharField(max_length=14, blank=True)
+    plan_name = models.CharField(max_length=100)
+    plan_name_ja = models.CharField(max_length=100)
     issued_at = models.DateTimeField(default=clock.now)
 
     class Meta:
@@ -50,9 +65,13 @@ class Invoice(models.Model):
     def __str__(self) -> str:
         return self.number
 
+    @property
+    def taxes(self) -> list[dict]:
+        return breakdown_from_json(self.tax_breakdown, self.currency)
+
 
 class InvoiceLine(PricedLine):
-    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
 
     class Meta(PricedLine.Meta):
         pass
@@ -65,9 +84,9 @@ class CreditEntry(models.Model):
         CREDIT_NOTE = "credit_note", _("Credit note for unused time")
         APPLIED = "applied", _("Applied to an invoice")
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE,
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
                                      related_name="credit_entries")
-    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="credit_entries")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_entries")
     kind = models.CharField(max_length=12, choices=Kind.choices)
     amount = _money()
     created_at = models.DateTimeField(default=clock.now)

@@ -33,30 +33,58 @@ class PaymentMethod(models.Model):
 
 
 class Payment(models.Model):
-    """One attempt to charge. Saved with its idempotency key before the processor is called."""
+    """One attempt to charge, in three steps (billing.services.charging): committed with its
+    idempotency key, amount and card before the processor is called; the PaymentIntent's id
+    stored as soon as the processor hands it out; the answer recorded afterwards.
+
+    `pending` and `processing` are open: the outcome is not settled, and at most one attempt
+    per organisation may be open. The lease says which request is talking to the processor
+    about it right now; once it runs out, anyone may settle the attempt by asking the processor.
+    """
 
     class State(models.TextChoices):
         PENDING = "pending", _("Pending")
+        PROCESSING = "processing", _("Processing")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
+        REFUNDED = "refunded", _("Refunded")
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE,
+    OPEN = (State.PENDING, State.PROCESSING)
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
                                      related_name="payments")
-    quote = models.ForeignKey(Quote, null=True, on_delete=models.SET_NULL,
+    quote = models.ForeignKey(Quote, null=True, on_delete=models.PROTECT,
                               related_name="payments")
-    invoice = models.ForeignKey(Invoice, null=True, on_delete=models.SET_NULL,
+    invoice = models.ForeignKey(Invoice, null=True, on_delete=models.PROTECT,
                                 related_name="payments")
     idempotency_key = models.CharField(max_length=80, unique=True)
-    processor_id = models.CharField(max_length=64, blank=True)
+    processor_id = models.CharField(max_length=64, blank=True,
+                                    help_text=_("The PaymentIntent, stored before confirming."))
     amount = money_field()
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    # The card this attempt was made with: a re-send never switches cards.
+    card_processor_id = models.CharField(max_length=64, blank=True)
     card_brand = models.CharField(max_length=20, blank=True)
     card_last4 = models.CharField(max_length=4, blank=True)
+    failure_code = models.CharField(max_length=60, blank=True)
     failure_reason = models.CharField(max_length=300, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    refund_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=clock.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation"], condition=models.Q(state__in=["pending", "processing"]),
+                name="one_open_payment_per_organisation"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.idempotency_key} {self.amount} {self.state}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN

@@ -10,6 +10,7 @@ from billing.models.lines import LineKind, PricedLine
 from billing.models.lines import money_field as _money
 from store import clock
 from store.models import BillingCycle, Plan
+from store.money import breakdown_from_json
 
 __all__ = ["LineKind", "Quote", "QuoteLine"]
 
@@ -20,7 +21,7 @@ class Quote(models.Model):
         PAID = "paid", _("Paid")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE,
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
                                      related_name="quotes")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
                                    on_delete=models.SET_NULL, related_name="+")
@@ -35,7 +36,13 @@ class Quote(models.Model):
     currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
     period_start = models.DateTimeField(null=True)
     period_end = models.DateTimeField(null=True)
+    # Set when the change starts a new period: renewals count from it (billing.periods).
+    billing_anchor = models.DateTimeField(null=True)
     subtotal = _money()
+    # The tax rule in force at review, frozen: paying later never re-reads the settings.
+    tax_rate = models.DecimalField(max_digits=5, decimal_places=4)
+    tax_rounding = models.CharField(max_length=20)
+    tax_breakdown = models.JSONField(default=list)
     tax = _money()
     total = _money(help_text=_("Charges less credits, tax included; negative for a downgrade."))
     credit_applied = _money()
@@ -58,12 +65,16 @@ class Quote(models.Model):
         return self.state == self.State.OPEN and clock.now() >= self.expires_at
 
     @property
+    def taxes(self) -> list[dict]:
+        return breakdown_from_json(self.tax_breakdown, self.currency)
+
+    @property
     def is_upgrade(self) -> bool:
         return self.plan.rank > self.from_plan.rank
 
 
 class QuoteLine(PricedLine):
-    quote = models.ForeignKey(Quote, on_delete=models.CASCADE, related_name="lines")
+    quote = models.ForeignKey(Quote, on_delete=models.PROTECT, related_name="lines")
 
     class Meta(PricedLine.Meta):
         pass

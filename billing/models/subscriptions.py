@@ -28,7 +28,7 @@ TRANSITIONS: dict[str, set[str]] = {
 
 
 class Subscription(models.Model):
-    organisation = models.OneToOneField(Organisation, on_delete=models.CASCADE,
+    organisation = models.OneToOneField(Organisation, on_delete=models.PROTECT,
                                         related_name="subscription")
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
     cycle = models.CharField(max_length=10, choices=BillingCycle.choices,
@@ -47,6 +47,11 @@ class Subscription(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.FREE)
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
+    # Periods are counted from this moment on the organisation's clock (billing.periods).
+    billing_anchor = models.DateTimeField(null=True, blank=True)
+    # The invoice that paid the running period: its charge lines are what unused time credits.
+    paid_invoice = models.ForeignKey("billing.Invoice", null=True, blank=True,
+                                     on_delete=models.PROTECT, related_name="+")
     trial_ends_at = models.DateTimeField(null=True, blank=True)
     credit_balance = MoneyField(max_digits=14, decimal_places=2, default=0,
                                 currency_field_name="credit_balance_currency",
@@ -71,13 +76,21 @@ class Subscription(models.Model):
 
     @property
     def is_paid(self) -> bool:
+        """On a paid plan (whether or not the running period was paid for)."""
         return self.status in {Status.ACTIVE, Status.PAST_DUE, Status.LOCKED}
+
+    @property
+    def period_was_paid(self) -> bool:
+        """The one rule for which time counts as paid, so unused time can be credited: only
+        an active subscription's running period, paid by the invoice it points at. A trial is
+        free; past_due and locked are periods whose renewal was never paid."""
+        return self.status == Status.ACTIVE and self.paid_invoice_id is not None
 
 
 class SubscriptionStatusChange(models.Model):
     """Append-only: every status move, who made it, and why."""
 
-    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE,
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT,
                                      related_name="status_changes")
     from_status = models.CharField(max_length=10, choices=Status.choices)
     to_status = models.CharField(max_length=10, choices=Status.choices)

@@ -1,4 +1,8 @@
-"""Invoices: numbered without gaps, written once from a paid quote, never changed after."""
+"""Invoices: numbered without gaps, written once from a paid quote, never changed after.
+
+An invoice copies what its quote froze (lines, tax rate, rounding and per-rate tax) and keeps
+snapshots of the names it prints: the seller, the buyer, the plan, each line's item.
+"""
 from django.conf import settings
 from django.db import transaction
 from djmoney.money import Money
@@ -18,22 +22,25 @@ def _next_number() -> str:
 @transaction.atomic
 def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid: Money) -> Invoice:
     """The finalized, paid invoice for a quote, with the credit it used or created."""
+    organisation = quote.organisation
     invoice = Invoice.objects.create(
-        number=_next_number(), organisation=quote.organisation, subscription=subscription,
+        number=_next_number(), organisation=organisation, subscription=subscription,
         quote=quote, state=Invoice.State.PAID, currency=quote.currency, subtotal=quote.subtotal,
-        tax_rate=settings.KANRI_TAX_RATES[quote.currency], tax=quote.tax, total=quote.total,
+        tax_rate=quote.tax_rate, tax_rounding=quote.tax_rounding,
+        tax_breakdown=quote.tax_breakdown, tax=quote.tax, total=quote.total,
         credit_applied=quote.credit_applied, amount_paid=amount_paid,
         credit_to_account=quote.credit_to_account,
+        seller_name=settings.KANRI_SELLER_NAME, buyer_name=organisation.name,
         issuer_registration=settings.KANRI_INVOICE_ISSUER_REGISTRATION
         if quote.currency == "JPY" else "",
-        issued_at=clock.now())
+        plan_name=quote.plan.name, plan_name_ja=quote.plan.name_ja, issued_at=clock.now())
     InvoiceLine.objects.bulk_create(InvoiceLine(invoice=invoice, **line.copied_values())
                                     for line in quote.lines.all())
     if quote.credit_applied.amount:
-        CreditEntry.objects.create(organisation=quote.organisation, invoice=invoice,
+        CreditEntry.objects.create(organisation=organisation, invoice=invoice,
                                    kind=Entry.Kind.APPLIED, amount=-quote.credit_applied)
     if quote.credit_to_account.amount:
-        CreditEntry.objects.create(organisation=quote.organisation, invoice=invoice,
+        CreditEntry.objects.create(organisation=organisation, invoice=invoice,
                                    kind=Entry.Kind.CREDIT_NOTE, amount=quote.credit_to_account)
     subscription.credit_balance = (subscription.credit_balance - quote.credit_applied
                                    + quote.credit_to_account)

@@ -1,14 +1,15 @@
-"""Paying a quote, and saving the card the browser confirmed with the processor.
+"""Paying a quote through the three-step charge (billing.services.charging), and the cards.
 
-A quote is paid under its row lock, held across the processor call: concurrent or repeated Pay
-submissions of one quote wait, then find it paid and show the same invoice. Each attempt is a
-Payment row whose idempotency key (`quote:<id>:attempt:<n>`) is saved before the call; an attempt
-whose outcome is unknown (processor unreachable) stays pending and the next Pay re-sends it with
-the same key, so the processor can never charge twice for it.
+Pay claims the quote in a short transaction (subscription row first, then the quote: the one
+lock order of billing), commits the attempt, calls the processor with no transaction open, and
+records the answer in a second short transaction. A second Pay of the same quote while the
+first talks to the processor waits for it and shows the same outcome; one that comes after a
+lost answer settles the attempt by asking the processor for its intent.
 """
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -16,18 +17,21 @@ from django.utils.translation import gettext as _
 from accounts.audit import audit_record
 from accounts.models import Organisation, User
 from billing import gateway
-from billing.errors import BillingError
-from billing.models import Invoice, Payment, PaymentMethod, Quote, Status, Subscription
-from billing.money import format_money, zero
-from billing.services.invoices import invoice_from_quote
-from billing.services.quotes import current_price
-from billing.services.subscriptions import (
-    subscription_lock_for,
-    subscription_save,
-    subscription_snapshot,
-    subscription_transition,
+from billing.errors import (
+    BillingError,
+    CardDeclined,
+    NoPaymentMethod,
+    PaymentPending,
+    ProcessorCustomerMissing,
+    ProcessorUnavailable,
+    StaleQuote,
 )
+from billing.models import Invoice, Payment, PaymentMethod, Quote, Subscription
+from billing.pricing import current_price
+from billing.services import charging
+from billing.services.subscriptions import subscription_apply_quote
 from store import clock
+from store.money import format_money, zero
 
 logger = logging.getLogger(__name__)
 
@@ -36,165 +40,205 @@ logger = logging.getLogger(__name__)
 class PayResult:
     invoice: Invoice | None
     failure: str = ""
-    retry: bool = False  # the processor did not answer: the same Pay may simply be tried again
+    code: str = ""
+    # The outcome is not known yet (processor silent, or another request is paying): the
+    # customer is told so, never "nothing was charged".
+    pending: bool = False
+    charged: bool = False  # money was taken, whatever else happened
 
 
-def processor_customer_ensure(*, subscription: Subscription) -> str:
-    """The processor's customer for this organisation, created once (keyed by the org's id)."""
-    if not subscription.processor_customer_id:
-        organisation = subscription.organisation
-        admin = organisation.users.filter(role="admin", is_active=True).order_by("pk").first()
-        try:
-            subscription.processor_customer_id = gateway.customer_create(
-                organisation_id=organisation.pk, name=organisation.name,
-                email=admin.email if admin else "")
-        except gateway.GatewayUnavailable as error:
-            raise BillingError(_("The payment service is not reachable right now. Try again in "
-                                 "a minute; nothing was charged.")) from error
-        subscription.save(update_fields=["processor_customer_id"])
-    return subscription.processor_customer_id
+def _processor_unavailable(error: Exception) -> ProcessorUnavailable:
+    return ProcessorUnavailable(_("The payment service is not reachable right now. Try again "
+                                  "in a minute; nothing was charged."))
 
 
-@transaction.atomic
+def processor_customer_ensure(*, organisation: Organisation) -> str:
+    """The processor's customer for this organisation, created once (keyed by the org's id).
+    Talks to the processor with no transaction open, then stores the id if still unset."""
+    subscription = Subscription.objects.get(organisation=organisation)
+    if subscription.processor_customer_id:
+        return subscription.processor_customer_id
+    admin = organisation.users.filter(role="admin", is_active=True).order_by("pk").first()
+    try:
+        customer_id = gateway.customer_create(organisation_id=organisation.pk,
+                                              name=organisation.name,
+                                              email=admin.email if admin else "")
+    except gateway.GatewayUnavailable as error:
+        raise _processor_unavailable(error) from error
+    except gateway.GatewayError as error:
+        raise BillingError(_("The payment service refused to set up your account: %(why)s")
+                           % {"why": error}, code="processor_error") from error
+    Subscription.objects.filter(organisation=organisation, processor_customer_id="").update(
+        processor_customer_id=customer_id)
+    return Subscription.objects.values_list("processor_customer_id", flat=True).get(
+        organisation=organisation)
+
+
 def card_setup_secret(*, organisation: Organisation) -> str:
     """A SetupIntent client secret for the processor's card form in the browser."""
-    subscription = subscription_lock_for(organisation=organisation)
-    customer_id = processor_customer_ensure(subscription=subscription)
+    customer_id = processor_customer_ensure(organisation=organisation)
     try:
         return gateway.setup_intent_create(customer_id=customer_id)
+    except gateway.ResourceMissing as error:
+        _forget_customer(organisation, customer_id)
+        raise ProcessorCustomerMissing(_("The payment service no longer knew your account; it "
+                                         "was set up again. Reload the page.")) from error
     except gateway.GatewayUnavailable as error:
-        raise BillingError(_("The payment service is not reachable right now. Try again in a "
-                             "minute.")) from error
+        raise _processor_unavailable(error) from error
+    except gateway.GatewayError as error:
+        raise BillingError(str(error), code="processor_error") from error
 
 
-@transaction.atomic
+def _forget_customer(organisation: Organisation, customer_id: str) -> None:
+    """The processor lost the customer: forget it and its cards, so the next card starts over."""
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().get(organisation=organisation)
+        if subscription.processor_customer_id == customer_id:
+            subscription.processor_customer_id = ""
+            subscription.default_payment_method = None
+            subscription.save(update_fields=["processor_customer_id", "default_payment_method"])
+            PaymentMethod.objects.filter(organisation=organisation).delete()
+
+
 def card_save_default(*, organisation: Organisation, payment_method_id: str,
                       acting_user: User) -> PaymentMethod:
     """Store what may be stored of a card the processor confirmed, and make it the default."""
-    subscription = subscription_lock_for(organisation=organisation)
-    customer_id = processor_customer_ensure(subscription=subscription)
+    customer_id = processor_customer_ensure(organisation=organisation)
     try:
         card = gateway.card_attach(payment_method_id=payment_method_id, customer_id=customer_id)
     except gateway.CardRefused as refused:
-        raise BillingError(str(refused)) from refused
+        raise CardDeclined(str(refused), decline_code=refused.code) from refused
+    except gateway.ResourceMissing as error:
+        raise BillingError(_("The payment service does not know this card. Enter it again."),
+                           code="card_unknown") from error
     except gateway.GatewayUnavailable as error:
-        raise BillingError(_("The payment service is not reachable right now. Try again in a "
-                             "minute.")) from error
-    method, _created = PaymentMethod.objects.update_or_create(
-        processor_id=card.processor_id, organisation=organisation,
-        defaults={"brand": card.brand, "last4": card.last4, "exp_month": card.exp_month,
-                  "exp_year": card.exp_year})
-    subscription.default_payment_method = method
-    subscription.save(update_fields=["default_payment_method"])
-    audit_record(organisation=organisation, actor=acting_user, action="card.added",
-                 target=method, after={"brand": card.brand, "last4": card.last4})
+        raise _processor_unavailable(error) from error
+    except gateway.GatewayError as error:
+        raise BillingError(str(error), code="processor_error") from error
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().get(organisation=organisation)
+        method, _created = PaymentMethod.objects.update_or_create(
+            processor_id=card.processor_id, organisation=organisation,
+            defaults={"brand": card.brand, "last4": card.last4, "exp_month": card.exp_month,
+                      "exp_year": card.exp_year})
+        subscription.default_payment_method = method
+        subscription.save(update_fields=["default_payment_method"])
+        audit_record(organisation=organisation, actor=acting_user, action="card.added",
+                     target=method, after={"brand": card.brand, "last4": card.last4})
     return method
 
 
-def _refuse_if_stale(*, quote: Quote, subscription: Subscription, resending: bool) -> None:
-    """Refuse a quote whose price may no longer be right. An attempt whose outcome is unknown
-    is re-sent even after the quote expired or prices changed: it may have been charged at the
-    quoted amount already, and only re-sending it with its key tells."""
+def _refuse_if_stale(*, quote: Quote, subscription: Subscription) -> None:
+    """Refuse a quote whose price may no longer be right. Only called when no attempt of this
+    quote has charged or may have charged, so "nothing was charged" is true."""
     if subscription.version != quote.subscription_version:
-        raise BillingError(_("Your subscription changed after this quote was made. Review the "
-                             "change again: nothing was charged."))
-    if resending:
-        return
+        raise StaleQuote(_("Your subscription changed after this quote was made. Review the "
+                           "change again: nothing was charged."), code="quote_changed")
     if quote.is_expired:
-        raise BillingError(_("This quote expired at %(time)s. Review the change again: nothing "
-                             "was charged.") % {"time": clock.localtime_label(quote.expires_at)})
+        raise StaleQuote(_("This quote expired at %(time)s. Review the change again: nothing "
+                           "was charged.") % {"time": clock.localtime_label(quote.expires_at)},
+                         code="quote_expired")
     for line in quote.lines.filter(kind="charge").select_related("price"):
         now_price = current_price(plan=line.plan, addon=line.addon, cycle=quote.cycle,
                                   currency=quote.currency)
         if now_price != line.price:
-            raise BillingError(_("Prices changed after this quote was made. Review the change "
-                                 "again: nothing was charged."))
+            raise StaleQuote(_("Prices changed after this quote was made. Review the change "
+                               "again: nothing was charged."), code="prices_changed")
 
 
-def _attempt(*, quote: Quote, pending: Payment | None, method: PaymentMethod) -> Payment:
-    """The pending attempt to re-send, or a new one with its key saved before any call."""
-    if pending:
-        return pending
-    number = quote.payments.count() + 1
-    return Payment.objects.create(
-        organisation=quote.organisation, quote=quote, amount=quote.amount_due,
-        idempotency_key=f"quote:{quote.pk}:attempt:{number}", card_brand=method.brand,
-        card_last4=method.last4)
+@dataclass(frozen=True)
+class _Claim:
+    invoice: Invoice | None = None
+    payment: Payment | None = None
+    token: object = None  # the lease, when this request may talk to the processor
 
 
 @transaction.atomic
-def quote_pay(*, organisation: Organisation, quote_id, acting_user: User) -> PayResult:
-    """Pay a quote and apply its change, or refuse with the reason; never twice."""
+def _claim(*, organisation: Organisation, quote_id, acting_user: User) -> _Claim:
+    """Step 1: lock, check, and either finish (paid already, nothing due) or commit an
+    attempt. No network call happens here."""
+    subscription = (Subscription.objects.select_for_update(of=("self",))
+                    .select_related("plan", "default_payment_method")
+                    .get(organisation=organisation))
     quote = (Quote.objects.select_for_update().select_related("plan", "from_plan")
              .filter(organisation=organisation, pk=quote_id).first())
     if quote is None:
         raise Quote.DoesNotExist
     if quote.state == Quote.State.PAID:
-        return PayResult(invoice=quote.invoice)
-    subscription = subscription_lock_for(organisation=organisation)
-    pending = quote.payments.filter(state=Payment.State.PENDING).first()
-    _refuse_if_stale(quote=quote, subscription=subscription, resending=pending is not None)
-    payment = None
-    if quote.amount_due > zero(quote.currency):
-        method = subscription.default_payment_method
-        if method is None:
-            raise BillingError(_("Add a card to pay %(amount)s.")
-                               % {"amount": format_money(quote.amount_due, get_language())})
-        payment = _attempt(quote=quote, pending=pending, method=method)
-        try:
-            result = gateway.charge(
-                customer_id=subscription.processor_customer_id,
-                payment_method_id=method.processor_id, amount=payment.amount,
-                idempotency_key=payment.idempotency_key)
-        except gateway.GatewayUnavailable:
-            logger.warning("processor unavailable for %s", payment.idempotency_key)
-            return PayResult(invoice=None, retry=True, failure=_(
-                "The payment service did not answer. Try again: you will not be charged twice."))
-        payment.processor_id = result.processor_id
-        if not result.succeeded:
-            payment.state = Payment.State.FAILED
-            payment.failure_reason = result.failure_reason
-            payment.save(update_fields=["processor_id", "state", "failure_reason"])
-            audit_record(organisation=organisation, actor=acting_user, action="payment.failed",
-                         target=payment, after={"reason": result.failure_reason,
-                                                "amount": str(payment.amount)})
-            return PayResult(invoice=None, failure=result.failure_reason)
-        payment.state = Payment.State.SUCCEEDED
-        payment.save(update_fields=["processor_id", "state"])
-    invoice = _apply(quote=quote, subscription=subscription, payment=payment,
-                     acting_user=acting_user)
-    return PayResult(invoice=invoice)
+        return _Claim(invoice=quote.invoice)
+    open_payment = (Payment.objects.select_for_update()
+                    .filter(organisation=organisation, state__in=Payment.OPEN).first())
+    if open_payment is not None:
+        if open_payment.quote_id != quote.pk:
+            raise PaymentPending(_(
+                "A payment of %(amount)s for another change is still being confirmed with the "
+                "payment service. Try again in a minute.")
+                % {"amount": format_money(open_payment.amount, get_language())})
+        token = charging.attempt_take_over(payment=open_payment)
+        return _Claim(payment=open_payment, token=token)
+    charged = quote.payments.filter(state__in=[Payment.State.SUCCEEDED,
+                                               Payment.State.REFUNDED]).first()
+    if charged is not None:
+        raise BillingError(_("Payment %(id)s for this quote was taken but the change could not "
+                             "be applied, so it is refunded in full. Review the change again.")
+                           % {"id": charged.processor_id}, code="payment_refunded")
+    _refuse_if_stale(quote=quote, subscription=subscription)
+    if quote.amount_due <= zero(quote.currency):
+        return _Claim(invoice=subscription_apply_quote(
+            quote=quote, subscription=subscription, payment=None, actor=acting_user))
+    method = subscription.default_payment_method
+    if method is None or not subscription.processor_customer_id:
+        raise NoPaymentMethod(_("Add a card to pay %(amount)s.")
+                              % {"amount": format_money(quote.amount_due, get_language())})
+    number = quote.payments.count() + 1
+    payment, token = charging.attempt_open(
+        organisation=organisation, key=f"quote:{quote.pk}:attempt:{number}",
+        amount=quote.amount_due, method=method, quote=quote)
+    return _Claim(payment=payment, token=token)
 
 
-def _apply(*, quote: Quote, subscription: Subscription, payment: Payment | None,
-           acting_user: User) -> Invoice:
-    before = subscription_snapshot(subscription)
-    invoice = invoice_from_quote(quote=quote, subscription=subscription,
-                                 amount_paid=payment.amount if payment else zero(quote.currency))
-    if payment:
-        payment.invoice = invoice
-        payment.save(update_fields=["invoice"])
-    prices = {}
-    for line in quote.lines.filter(kind="charge").select_related("price", "addon"):
-        prices[line.addon.code if line.addon else "plan"] = line.price
-    subscription.plan = quote.plan
-    subscription.cycle = quote.cycle
-    subscription.regular_licences = quote.regular_licences
-    subscription.team_licences = quote.team_licences
-    subscription.storage_units = quote.storage_units
-    subscription.plan_price = prices.get("plan")
-    subscription.team_price = prices.get("team_user")
-    subscription.storage_price = prices.get("storage")
-    subscription.current_period_start = quote.period_start
-    subscription.current_period_end = quote.period_end
-    subscription.trial_ends_at = None
-    target = Status.FREE if quote.plan.is_free else Status.ACTIVE
-    subscription_transition(subscription=subscription, to=target, actor=acting_user,
-                            reason=f"quote {quote.pk} paid, invoice {invoice.number}")
-    subscription_save(subscription)
-    quote.state = Quote.State.PAID
-    quote.save(update_fields=["state"])
-    audit_record(organisation=quote.organisation, actor=acting_user,
-                 action="subscription.changed", target=subscription, before=before,
-                 after={**subscription_snapshot(subscription), "invoice": invoice.number})
-    return invoice
+def quote_pay(*, organisation: Organisation, quote_id, acting_user: User) -> PayResult:
+    """Pay a quote and apply its change, or say truthfully why not; never twice."""
+    charging.payments_settle_open(organisation=organisation, actor=acting_user)
+    claim = _claim(organisation=organisation, quote_id=quote_id, acting_user=acting_user)
+    if claim.invoice is not None:
+        return PayResult(invoice=claim.invoice)
+    payment = claim.payment
+    if claim.token is None:  # another request holds it: wait for its answer
+        payment = charging.attempt_wait(payment=payment, seconds=settings.KANRI_PAY_WAIT_SECONDS)
+        return _result_of(payment, charging.Outcome(payment, "busy", _(
+            "This payment is being processed. This page shows the result in a moment; you "
+            "will not be charged twice.")))
+    outcome = charging.attempt_run(payment=payment, token=claim.token, confirm=True,
+                                   actor=acting_user)
+    return _result_of(outcome.payment, outcome)
+
+
+def _result_of(payment: Payment, outcome: charging.Outcome) -> PayResult:
+    payment.refresh_from_db()
+    if payment.state == Payment.State.SUCCEEDED and payment.invoice_id:
+        return PayResult(invoice=payment.invoice, charged=True)
+    if payment.state == Payment.State.FAILED:
+        return PayResult(invoice=None, failure=payment.failure_reason,
+                         code=payment.failure_code)
+    if payment.state == Payment.State.REFUNDED:
+        return PayResult(invoice=None, failure=outcome.message, code="payment_refunded",
+                         charged=True)
+    return PayResult(invoice=None, failure=outcome.message, code="payment_pending",
+                     pending=True, charged=outcome.kind == "unrecorded")
+
+
+def quote_apply_paid(*, payment: Payment, subscription: Subscription,
+                     actor: User | None) -> bool:
+    """Apply the quote a succeeded payment paid for, if it still fits the subscription (the
+    caller holds the subscription's lock). False means it cannot be applied: refund it."""
+    if payment.quote_id is None:
+        return False
+    quote = Quote.objects.select_for_update().select_related("plan").get(pk=payment.quote_id)
+    if quote.state == Quote.State.PAID or subscription.version != quote.subscription_version:
+        logger.error("payment %s charged for quote %s, which no longer applies",
+                     payment.idempotency_key, quote.pk)
+        return False
+    subscription_apply_quote(quote=quote, subscription=subscription, payment=payment,
+                             actor=actor)
+    return True

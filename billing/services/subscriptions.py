@@ -1,4 +1,4 @@
-"""The subscription's life: created on Free, trials, status moves (quotes apply in payments)."""
+"""The subscription's life: created on Free, trials, status moves, and applying a paid quote."""
 import datetime as dt
 
 from django.conf import settings
@@ -7,16 +7,25 @@ from django.utils.translation import gettext as _
 
 from accounts.audit import actor_kind_of, audit_record
 from accounts.models import Organisation, User
-from billing.errors import BillingError
-from billing.models import Status, Subscription, SubscriptionStatusChange, TrialUse
+from billing.errors import BillingError, IllegalTransition
+from billing.models import (
+    Invoice,
+    Payment,
+    Quote,
+    Status,
+    Subscription,
+    SubscriptionStatusChange,
+    TrialUse,
+)
 from billing.models.subscriptions import TRANSITIONS
-from billing.money import zero
+from billing.services.invoices import invoice_from_quote
+from billing.services.quotes import refuse_while_payment_open
 from store import clock
 from store.models import Plan
+from store.money import zero
 
-
-class IllegalTransition(BillingError):
-    pass
+__all__ = ["IllegalTransition", "subscription_apply_quote", "subscription_create_free",
+           "subscription_transition", "trial_start"]
 
 
 def subscription_create_free(*, organisation: Organisation) -> Subscription:
@@ -69,6 +78,7 @@ def trial_start(*, organisation: Organisation, plan: Plan, acting_user: User) ->
     if subscription.status != Status.FREE:
         raise BillingError(_("Trials start from the Free plan. Your subscription is %(status)s.")
                            % {"status": subscription.get_status_display()})
+    refuse_while_payment_open(organisation=organisation)
     if TrialUse.objects.filter(organisation=organisation, plan=plan).exists():
         raise BillingError(_("You have already tried %(plan)s. Buy it to keep using it.")
                            % {"plan": plan.display_name})
@@ -90,3 +100,42 @@ def subscription_save(subscription: Subscription) -> None:
     subscription.version += 1
     subscription.updated_at = clock.now()
     subscription.save()
+
+
+def subscription_apply_quote(*, quote: Quote, subscription: Subscription,
+                             payment: Payment | None, actor: User | None) -> Invoice:
+    """Apply a paid quote: its invoice, the new configuration, the period and its anchor, the
+    status. The caller holds the subscription's and the quote's row locks, in that order."""
+    before = subscription_snapshot(subscription)
+    invoice = invoice_from_quote(quote=quote, subscription=subscription,
+                                 amount_paid=payment.amount if payment else zero(quote.currency))
+    if payment:
+        payment.invoice = invoice
+        payment.save(update_fields=["invoice"])
+    prices = {}
+    for line in invoice.lines.filter(kind="charge").select_related("price", "addon"):
+        prices[line.addon.code if line.addon else "plan"] = line.price
+    subscription.plan = quote.plan
+    subscription.cycle = quote.cycle
+    subscription.regular_licences = quote.regular_licences
+    subscription.team_licences = quote.team_licences
+    subscription.storage_units = quote.storage_units
+    subscription.plan_price = prices.get("plan")
+    subscription.team_price = prices.get("team_user")
+    subscription.storage_price = prices.get("storage")
+    subscription.current_period_start = quote.period_start
+    subscription.current_period_end = quote.period_end
+    if quote.billing_anchor or quote.plan.is_free:
+        subscription.billing_anchor = quote.billing_anchor
+    subscription.paid_invoice = None if quote.plan.is_free else invoice
+    subscription.trial_ends_at = None
+    target = Status.FREE if quote.plan.is_free else Status.ACTIVE
+    subscription_transition(subscription=subscription, to=target, actor=actor,
+                            reason=f"quote {quote.pk} paid, invoice {invoice.number}")
+    subscription_save(subscription)
+    quote.state = Quote.State.PAID
+    quote.save(update_fields=["state"])
+    audit_record(organisation=quote.organisation, actor=actor,
+                 action="subscription.changed", target=subscription, before=before,
+                 after={**subscription_snapshot(subscription), "invoice": invoice.number})
+    return invoice

@@ -4,7 +4,7 @@ from decimal import Decimal
 from django import template
 from django.utils.translation import get_language
 
-from billing.money import format_money
+from store.money import format_money
 
 register = template.Library()
 

@@ -5,7 +5,7 @@ from djmoney.money import Money
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.money import format_money, is_whole_minor_units, per_month, round_money
+from store.money import format_money, is_whole_minor_units, per_month, round_money
 
 
 def test_yen_round_to_whole_yen_and_dollars_to_cents():

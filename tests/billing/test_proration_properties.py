@@ -6,12 +6,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.models import Status, Subscription
+from billing.models import InvoiceLine, Status, Subscription
 from billing.models.quotes import LineKind
-from billing.money import is_whole_minor_units, minor_unit_exponent, zero
-from billing.services.quotes import Change, current_price, price_lines, quote_price
+from billing.pricing import (
+    Change,
+    TaxRule,
+    current_price,
+    new_prices,
+    price_lines,
+    quote_price,
+)
 from store import clock
 from store.models import AddOn, Plan
+from store.money import is_whole_minor_units, minor_unit_exponent, zero
 from tests.accounts.factories import AdminFactory
 
 START = dt.datetime(2027, 1, 31, 0, 0, tzinfo=dt.UTC)
@@ -21,10 +28,11 @@ hypothesis_settings = settings(max_examples=150, deadline=None,
 
 
 def _running(organisation, *, plan, cycle, currency, regular, team, storage):
-    """An unsaved subscription mid-period, paying today's prices."""
+    """An unsaved subscription mid-period, paying today's prices, and the (unsaved) invoice
+    lines that paid its period."""
     team_addon, storage_addon = AddOn.objects.get(code="team_user"), AddOn.objects.get(
         code="storage")
-    return Subscription(
+    sub = Subscription(
         organisation=organisation, plan=plan, cycle=cycle, currency=currency,
         regular_licences=regular, team_licences=team, storage_units=storage,
         plan_price=current_price(plan=plan, cycle=cycle, currency=currency),
@@ -33,6 +41,11 @@ def _running(organisation, *, plan, cycle, currency, regular, team, storage):
         status=Status.ACTIVE, current_period_start=START,
         current_period_end=clock.add_months(START, 12 if cycle == "yearly" else 1),
         credit_balance=zero(currency))
+    paid = [InvoiceLine(kind=LineKind.CHARGE, price=price, quantity=quantity,
+                        unit_amount=price.amount, tax_rate=Decimal("0.10"))
+            for price, quantity in ((sub.plan_price, regular), (sub.team_price, team),
+                                    (sub.storage_price, storage)) if quantity]
+    return sub, paid
 
 
 def _full(subscription_or_change, currency, cycle):
@@ -70,14 +83,17 @@ def organisation(catalog):
 @hypothesis_settings
 @given(case=change_strategy)
 def test_charge_less_credit_is_the_price_difference_for_the_remaining_share(organisation, case):
-    sub = _running(organisation, plan=Plan.objects.get(code=case["from_plan"]),
+    sub, paid = _running(organisation, plan=Plan.objects.get(code=case["from_plan"]),
                    cycle=case["cycle"], currency=case["currency"], regular=case["regular"][0],
                    team=case["team"][0], storage=case["storage"][0])
     change = Change(Plan.objects.get(code=case["to_plan"]), case["cycle"], case["regular"][1],
                     case["team"][1], case["storage"][1])
     now = _at(sub, case["position"])
 
-    lines, _, end = price_lines(subscription=sub, change=change, now=now)
+    priced = price_lines(subscription=sub, change=change, now=now, paid=paid,
+                         new=new_prices(change=change, currency=case["currency"]),
+                         tax=TaxRule.current(case["currency"]), time_zone="Asia/Tokyo")
+    lines, end = priced.lines, priced.period_end
 
     assert end == sub.current_period_end  # same cycle: the period stays
     fractions = {line.fraction for line in lines}
@@ -97,7 +113,7 @@ def test_charge_less_credit_is_the_price_difference_for_the_remaining_share(orga
 @given(case=change_strategy, balance=st.integers(0, 200_000))
 def test_what_is_due_and_what_is_credited_are_never_negative_and_never_both(
         organisation, case, balance):
-    sub = _running(organisation, plan=Plan.objects.get(code=case["from_plan"]),
+    sub, paid = _running(organisation, plan=Plan.objects.get(code=case["from_plan"]),
                    cycle=case["cycle"], currency=case["currency"], regular=case["regular"][0],
                    team=case["team"][0], storage=case["storage"][0])
     sub.credit_balance = sub.credit_balance.__class__(balance, case["currency"])
@@ -108,7 +124,8 @@ def test_what_is_due_and_what_is_credited_are_never_negative_and_never_both(
         return  # "nothing to change" is refused, tested elsewhere
 
     with clock.travel(_at(sub, case["position"])):
-        priced = quote_price(organisation=organisation, subscription=sub, change=change)
+        priced = quote_price(organisation=organisation, subscription=sub, change=change,
+                             paid=paid)
 
     currency_zero = zero(case["currency"])
     assert priced.amount_due >= currency_zero and priced.credit_to_account >= currency_zero

@@ -231,16 +231,18 @@ def test_delete_account_needs_the_exact_name(admin_client, admin):
     assert Organisation.objects.filter(pk=admin.organisation_id).exists()
 
 
-def test_delete_account_removes_the_data_and_the_processor_customer(admin_client, admin):
+def test_delete_account_removes_the_people_cards_and_the_processor_customer(admin_client, admin):
     card_on_file(organisation=admin.organisation, acting_user=admin)
     customer = _subscription(admin).processor_customer_id
     organisation_id = admin.organisation_id
+    name = admin.organisation.name
 
-    response = admin_client.post(reverse("billing:delete"),
-                                 {"organisation_name": admin.organisation.name})
+    response = admin_client.post(reverse("billing:delete"), {"organisation_name": name})
 
     assert response.status_code == 302
-    assert not Organisation.objects.filter(pk=organisation_id).exists()
+    closed = Organisation.objects.get(pk=organisation_id)  # kept for its records, anonymised
+    assert closed.closed_at is not None and name not in closed.name
+    assert not closed.users.exists() and not closed.payment_methods.exists()
     assert "_auth_user_id" not in admin_client.session
     assert AuditEvent.objects.get(action="organisation.deleted").target_id == str(
         organisation_id)

@@ -1,4 +1,8 @@
-"""All rounding and money formatting: each amount is rounded once, to its currency's minor unit."""
+"""All rounding and money formatting: each amount is rounded once, to its currency's minor unit.
+
+It sits in `store/` (the site's lowest layer, beside the clock) because both the catalog and billing
+stand on it.
+"""
 from decimal import ROUND_HALF_UP, Decimal
 
 from babel.numbers import format_currency, get_currency_precision
@@ -64,3 +68,27 @@ def money_sum(amounts, currency: str) -> Money:
     for amount in amounts:
         total += amount
     return total
+
+
+def tax_by_rate(amounts: list[tuple[Decimal, Money]], rounding: str,
+                currency: str) -> list[dict]:
+    """Subtotal and tax per tax rate: each rate's lines summed, then taxed and rounded once.
+
+    Returns [{"rate", "subtotal", "tax"}] ordered by rate, amounts as Money.
+    """
+    subtotals: dict[Decimal, Money] = {}
+    for rate, amount in amounts:
+        subtotals[rate] = subtotals.get(rate, zero(currency)) + amount
+    return [{"rate": rate, "subtotal": subtotal, "tax": tax_on(subtotal, rate, rounding)}
+            for rate, subtotal in sorted(subtotals.items())]
+
+
+def breakdown_to_json(groups: list[dict]) -> list[dict]:
+    """Tax groups as stored on a quote or invoice (exact decimal strings, no floats)."""
+    return [{"rate": str(group["rate"]), "subtotal": str(group["subtotal"].amount),
+             "tax": str(group["tax"].amount)} for group in groups]
+
+
+def breakdown_from_json(rows: list[dict], currency: str) -> list[dict]:
+    return [{"rate": Decimal(row["rate"]), "subtotal": Money(Decimal(row["subtotal"]), currency),
+             "tax": Money(Decimal(row["tax"]), currency)} for row in rows]

@@ -1,0 +1,288 @@
+"""Pricing a change: pure rules, no database writes. The quote service saves what this returns.
+
+Proration rule: by the exact share of the current paid period still to run, in seconds
+(`(period_end − now) / (period_end − period_start)`, kept to 12 decimal places). Only time that
+was paid is credited (`Subscription.period_was_paid`): each charge line of the invoice that paid
+the running period is credited for that share, at that line's price and tax rate, and points at
+it. The new configuration is charged for the same remaining share when the billing cycle stays,
+or for a whole new period starting now when the cycle changes or nothing paid is running (Free,
+trial, past due, locked); a new period's end comes from `billing.periods` on the organisation's
+clock. Each line is rounded once; tax is computed once per rate on the sum of that rate's lines,
+at the rate and rounding fixed in the quote. A negative total becomes account credit; a positive
+one is paid from account credit first, then by card.
+"""
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from djmoney.money import Money
+
+from accounts.models import LicenceType, Organisation
+from billing import periods
+from billing.errors import BillingError
+from billing.models import InvoiceLine, Status, Subscription
+from billing.models.quotes import LineKind
+from store import clock
+from store.models import AddOn, Plan, Price
+from store.money import money_sum, prorate, tax_by_rate, tax_on, zero
+
+FRACTION_PLACES = Decimal("1e-12")
+
+
+@dataclass(frozen=True)
+class Change:
+    plan: Plan
+    cycle: str
+    regular_licences: int
+    team_licences: int
+    storage_units: int
+
+
+@dataclass(frozen=True)
+class DraftLine:
+    """A priced line before it is saved on a quote."""
+
+    kind: str
+    price: Price
+    quantity: int
+    fraction: Decimal
+    amount: Money
+    period_start: dt.datetime
+    period_end: dt.datetime
+    tax_rate: Decimal
+    unit_amount: Money
+    credits_line: InvoiceLine | None = None
+
+    @property
+    def item(self):
+        return self.price.plan or self.price.addon
+
+
+@dataclass(frozen=True)
+class TaxRule:
+    """The rate for new charges and the rounding mode, as fixed when a quote is made."""
+
+    rate: Decimal
+    rounding: str
+
+    @classmethod
+    def current(cls, currency: str) -> "TaxRule":
+        return cls(Decimal(settings.KANRI_TAX_RATES[currency]), settings.KANRI_TAX_ROUNDING)
+
+
+def current_price(*, cycle: str, currency: str, plan: Plan | None = None,
+                  addon: AddOn | None = None) -> Price | None:
+    """The newest price version in effect for one item, cycle and currency."""
+    return (Price.objects.filter(plan=plan, addon=addon, cycle=cycle, amount_currency=currency,
+                                 effective_from__lte=clock.now())
+            .order_by("-effective_from").first())
+
+
+def _addons() -> dict[str, AddOn]:
+    return {addon.code: addon for addon in AddOn.objects.filter(code__in=["team_user",
+                                                                           "storage"])}
+
+
+def new_prices(*, change: Change, currency: str) -> list[tuple[Price, int]]:
+    """(price, quantity) for each item of the new configuration with a quantity."""
+    wanted = [({"plan": change.plan}, change.regular_licences),
+              ({"addon": "team_user"}, change.team_licences),
+              ({"addon": "storage"}, change.storage_units)]
+    addons = _addons() if change.team_licences or change.storage_units else {}
+    priced = []
+    for item, quantity in wanted:
+        if quantity == 0:
+            continue
+        if "addon" in item:
+            item = {"addon": addons[item["addon"]]}
+        price = current_price(cycle=change.cycle, currency=currency, **item)
+        if price is None:
+            raise BillingError(_("%(item)s is not sold in %(currency)s.")
+                               % {"item": next(iter(item.values())).display_name,
+                                  "currency": currency}, code="not_sold")
+        priced.append((price, quantity))
+    return priced
+
+
+def paid_lines(subscription: Subscription) -> list[InvoiceLine]:
+    """The charge lines that paid the running period: what unused time may be credited for.
+    Empty unless the period was paid (the one rule: `Subscription.period_was_paid`)."""
+    if not subscription.period_was_paid:
+        return []
+    return list(InvoiceLine.objects.filter(invoice_id=subscription.paid_invoice_id,
+                                           kind=LineKind.CHARGE)
+                .select_related("price__plan", "price__addon"))
+
+
+def remaining_fraction(*, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> Decimal:
+    """Share of [start, end) still to run at `now`, in whole seconds, 0 to 1."""
+    total = int((end - start).total_seconds())
+    left = max(0, min(total, int((end - now).total_seconds())))
+    return (Decimal(left) / Decimal(total)).quantize(FRACTION_PLACES) if total else Decimal(0)
+
+
+def _validate(*, organisation: Organisation, subscription: Subscription, change: Change) -> None:
+    limit = settings.KANRI_MAX_QUANTITY
+    if not 1 <= change.regular_licences <= limit:
+        raise BillingError(_("Regular user licences must be between 1 and %(max)s.")
+                           % {"max": limit}, code="quantity_out_of_range")
+    for quantity in (change.team_licences, change.storage_units):
+        if not 0 <= quantity <= limit:
+            raise BillingError(_("Quantities must be between 0 and %(max)s.") % {"max": limit},
+                               code="quantity_out_of_range")
+    if change.plan.max_users and change.regular_licences > change.plan.max_users:
+        raise BillingError(_("%(plan)s allows at most %(max)s users.")
+                           % {"plan": change.plan.display_name, "max": change.plan.max_users},
+                           code="plan_user_limit")
+    active = dict.fromkeys(LicenceType.values, 0)
+    for licence_type in organisation.users.filter(is_active=True).values_list(
+            "licence_type", flat=True):
+        active[licence_type] += 1
+    for licence_type, wanted, label in (
+            (LicenceType.REGULAR, change.regular_licences, _("regular")),
+            (LicenceType.TEAM, change.team_licences, _("team"))):
+        if wanted < active[licence_type]:
+            excess = active[licence_type] - wanted
+            raise BillingError(ngettext(
+                "You have %(active)s active %(type)s users: deactivate %(excess)s user before "
+                "reducing the licences to %(wanted)s.",
+                "You have %(active)s active %(type)s users: deactivate %(excess)s users before "
+                "reducing the licences to %(wanted)s.", excess)
+                % {"active": active[licence_type], "type": label, "excess": excess,
+                   "wanted": wanted}, code="licences_below_active_users")
+    if organisation.storage_used_mb and (
+            organisation.storage_used_mb > (included := included_storage_mb(change))):
+        raise BillingError(_("Your organisation uses %(used)s MB of storage; this configuration "
+                             "includes %(included)s MB. Add storage units or free space first.")
+                           % {"used": organisation.storage_used_mb, "included": included},
+                           code="storage_below_usage")
+    unchanged = (change.plan == subscription.plan and change.cycle == subscription.cycle
+                 and change.regular_licences == subscription.regular_licences
+                 and change.team_licences == subscription.team_licences
+                 and change.storage_units == subscription.storage_units)
+    if unchanged and subscription.status == Status.ACTIVE:
+        raise BillingError(_("This is what you have now: change the plan, cycle or quantities."),
+                           code="no_change")
+    if unchanged and subscription.status == Status.FREE:
+        raise BillingError(_("You are on the Free plan already."), code="no_change")
+
+
+def included_storage_mb(change: Change) -> int:
+    storage = _addons()["storage"]
+    return (change.plan.storage_per_org_mb
+            + change.plan.storage_per_licence_mb * change.regular_licences
+            + storage.storage_mb_per_unit * change.storage_units)
+
+
+def limit_warnings(*, organisation: Organisation, plan: Plan) -> list[dict]:
+    """What the organisation uses beyond the new plan's limits (allowed, but said plainly)."""
+    warnings = []
+    if plan.max_records is not None and organisation.record_count > plan.max_records:
+        warnings.append({"kind": "records", "usage": organisation.record_count,
+                         "limit": plan.max_records})
+    return warnings
+
+
+@dataclass(frozen=True)
+class Lines:
+    lines: list[DraftLine]
+    period_start: dt.datetime | None
+    period_end: dt.datetime | None
+    billing_anchor: dt.datetime | None  # set when a new period starts
+
+
+def price_lines(*, subscription: Subscription, change: Change, now: dt.datetime,
+                paid: list, new: list[tuple[Price, int]], tax: TaxRule,
+                time_zone: str) -> Lines:
+    """The quote's lines and the new period, by the rule in this module's docstring. `paid` is
+    the charge lines that paid the running period (`paid_lines`), `new` the new prices."""
+    lines: list[DraftLine] = []
+    running = (bool(paid) and subscription.current_period_end is not None
+               and subscription.current_period_end > now)
+    left = Decimal(0)
+    if running:
+        left = remaining_fraction(start=subscription.current_period_start,
+                                  end=subscription.current_period_end, now=now)
+        for line in paid:
+            lines.append(DraftLine(
+                LineKind.CREDIT, line.price, line.quantity, left,
+                -prorate(line.unit_amount, line.quantity, left), now,
+                subscription.current_period_end, line.tax_rate, line.unit_amount,
+                credits_line=line))
+    if change.plan.is_free:
+        return Lines(lines, None, None, None)
+    anchor = None
+    if running and change.cycle == subscription.cycle:
+        start, end = subscription.current_period_start, subscription.current_period_end
+        fraction = left
+    else:
+        start, end = periods.first_period(start=now, cycle=change.cycle, time_zone=time_zone)
+        anchor, fraction = now, Decimal(1)
+    for price, quantity in new:
+        lines.append(DraftLine(LineKind.CHARGE, price, quantity, fraction,
+                               prorate(price.amount, quantity, fraction), max(start, now), end,
+                               tax.rate, price.amount))
+    return Lines(lines, start, end, anchor)
+
+
+@dataclass(frozen=True)
+class Priced:
+    """Everything a quote shows, before it is saved: the live preview uses it as it is."""
+
+    change: Change
+    lines: list[DraftLine]
+    period_start: dt.datetime | None
+    period_end: dt.datetime | None
+    billing_anchor: dt.datetime | None
+    tax_rule: TaxRule
+    taxes: list[dict]
+    subtotal: Money
+    tax: Money
+    total: Money
+    credit_applied: Money
+    amount_due: Money
+    credit_to_account: Money
+    next_renewal_amount: Money | None
+    warnings: list[dict]
+
+
+def quote_price(*, organisation: Organisation, subscription: Subscription,
+                change: Change, paid: list | None = None) -> Priced:
+    """Validate and price a change; raises BillingError with the reason it is refused. `paid`
+    is the running period's paid lines when the caller has them (else `paid_lines`)."""
+    _validate(organisation=organisation, subscription=subscription, change=change)
+    currency = subscription.currency
+    rule = TaxRule.current(currency)
+    new = [] if change.plan.is_free else new_prices(change=change, currency=currency)
+    priced = price_lines(subscription=subscription, change=change, now=clock.now(),
+                         paid=paid_lines(subscription) if paid is None else paid, new=new,
+                         tax=rule,
+                         time_zone=organisation.time_zone)
+    subtotal = money_sum((line.amount for line in priced.lines), currency)
+    taxes = tax_by_rate([(line.tax_rate, line.amount) for line in priced.lines], rule.rounding,
+                        currency)
+    tax = money_sum((group["tax"] for group in taxes), currency)
+    total = subtotal + tax
+    positive = total > zero(currency)
+    credit_applied = min(subscription.credit_balance, total) if positive else zero(currency)
+    renewal = None
+    if not change.plan.is_free:
+        full = money_sum((prorate(price.amount, quantity, Decimal(1))
+                          for price, quantity in new), currency)
+        renewal = full + tax_on(full, rule.rate, rule.rounding)
+    return Priced(change=change, lines=priced.lines, period_start=priced.period_start,
+                  period_end=priced.period_end, billing_anchor=priced.billing_anchor,
+                  tax_rule=rule, taxes=taxes, subtotal=subtotal, tax=tax, total=total,
+                  credit_applied=credit_applied,
+                  amount_due=max(total - credit_applied, zero(currency)),
+                  credit_to_account=max(-total, zero(currency)), next_renewal_amount=renewal,
+                  warnings=limit_warnings(organisation=organisation, plan=change.plan))
+
+
+def subscription_for_pricing(*, organisation: Organisation) -> Subscription:
+    return (Subscription.objects.select_related("plan", "plan_price", "team_price",
+                                                "storage_price")
+            .get(organisation=organisation))

@@ -1,0 +1,281 @@
+"""Charging a card in three steps, the one path every charge takes (plan changes today;
+renewals, retries and licences reuse it):
+
+1. **Commit the attempt.** In a short transaction the caller claims what is paid for and saves a
+   Payment row: idempotency key, amount, the card, and a lease (`attempt_open`).
+2. **Talk to the processor outside any transaction** (`attempt_run`): create the PaymentIntent
+   unconfirmed and store its id at once (its own tiny transaction), then confirm it. Creating
+   moves no money, so an intent whose id was never stored was never confirmed: no charge.
+3. **Record the answer and apply** in a second short transaction (`_record_success` with the
+   payment's `on_success`, or `_record_failure`).
+
+An answer that is lost (timeout, dropped connection) leaves the attempt open with its intent id;
+it is settled by asking the processor for that intent (`payments_settle_open`), never guessed:
+on the next Pay, before any new quote, or by the sweep. An open attempt blocks new charges for
+its organisation (a unique constraint), is re-sent only as the same intent, so with its own card.
+
+Rule for a charge that succeeded but cannot be applied (the subscription changed under its
+quote): it is refunded in full and the refund recorded on the Payment. A succeeded charge is
+never reported as "nothing was charged".
+"""
+import datetime as dt
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.utils.translation import gettext as _
+
+from accounts.audit import audit_record
+from accounts.models import Organisation, User
+from billing import gateway
+from billing.declines import decline_message
+from billing.models import Payment, PaymentMethod, Subscription
+from store import clock
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATES = list(Payment.OPEN)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of an attempt, as far as anyone can know right now."""
+
+    payment: Payment
+    # succeeded | failed | refunded | unknown (asked, no answer) | busy (another request is
+    # talking to the processor about it) | unrecorded (charged; recording failed, will retry)
+    kind: str
+    message: str = ""
+
+    @property
+    def settled(self) -> bool:
+        return self.kind in {"succeeded", "failed", "refunded"}
+
+
+def lease_length() -> dt.timedelta:
+    """Long enough for create + confirm to time out, so a live request is never overtaken."""
+    return dt.timedelta(seconds=2 * settings.STRIPE_TIMEOUT_SECONDS + 10)
+
+
+def attempt_open(*, organisation: Organisation, key: str, amount, method: PaymentMethod,
+                 **paid_for) -> tuple[Payment, uuid.UUID]:
+    """Step 1: save the attempt with its key, amount and card, leased to the caller. Call inside
+    the caller's transaction, holding the subscription's row lock."""
+    token = uuid.uuid4()
+    payment = Payment.objects.create(
+        organisation=organisation, idempotency_key=key, amount=amount,
+        card_processor_id=method.processor_id, card_brand=method.brand,
+        card_last4=method.last4, lease_token=token, lease_until=clock.now() + lease_length(),
+        **paid_for)
+    return payment, token
+
+
+def attempt_take_over(*, payment: Payment) -> uuid.UUID | None:
+    """Lease an open attempt whose lease ran out (its request died or gave up); None while a
+    request still holds it. Call inside a transaction that locked the payment row."""
+    if payment.lease_until and payment.lease_until > clock.now():
+        return None
+    token = uuid.uuid4()
+    payment.lease_token, payment.lease_until = token, clock.now() + lease_length()
+    payment.save(update_fields=["lease_token", "lease_until"])
+    return token
+
+
+def _release(payment: Payment, token: uuid.UUID) -> None:
+    """Let the next request (or the sweep) ask the processor at once."""
+    try:
+        Payment.objects.filter(pk=payment.pk, lease_token=token).update(lease_until=clock.now())
+    except DatabaseError:
+        logger.exception("could not release the lease of %s; it runs out by itself",
+                         payment.idempotency_key)
+
+
+def attempt_run(*, payment: Payment, token: uuid.UUID, confirm: bool,
+                actor: User | None) -> Outcome:
+    """Steps 2 and 3 for a leased attempt. `confirm` False settles without charging: an intent
+    not yet confirmed is cancelled instead (the sweep, or a person who moved on)."""
+    customer_id = (Subscription.objects.filter(organisation_id=payment.organisation_id)
+                   .values_list("processor_customer_id", flat=True).get())
+    try:
+        if payment.processor_id:
+            intent = gateway.intent_retrieve(intent_id=payment.processor_id)
+        elif not confirm:
+            return _record_failure(payment, token, code="not_sent", actor=actor, reason=_(
+                "The payment was never confirmed with the payment service: nothing was "
+                "charged."))
+        else:
+            intent = gateway.intent_create(
+                customer_id=customer_id, payment_method_id=payment.card_processor_id,
+                amount=payment.amount, idempotency_key=payment.idempotency_key)
+            stored = Payment.objects.filter(pk=payment.pk, lease_token=token,
+                                            processor_id="").update(processor_id=intent.processor_id)
+            if not stored:  # another request took the attempt over: it decides, not us
+                return Outcome(payment, "busy")
+            payment.processor_id = intent.processor_id
+        if intent.status == "requires_confirmation":
+            if confirm:
+                intent = gateway.intent_confirm(intent_id=intent.processor_id,
+                                                idempotency_key=payment.idempotency_key)
+            else:
+                intent = gateway.intent_cancel(intent_id=intent.processor_id)
+        if intent.status == "requires_action":
+            # Kanri charges saved cards without the customer's browser, so it cannot
+            # authenticate: cancel, so the intent can never charge later, and say why.
+            intent = gateway.intent_cancel(intent_id=intent.processor_id)
+            intent = gateway.Intent(**{**intent.__dict__,
+                                       "failure_code": "authentication_required"})
+    except gateway.GatewayUnavailable as error:
+        logger.warning("processor silent about %s: %s", payment.idempotency_key, error)
+        if not payment.processor_id:
+            # The intent was never confirmed (its id never reached us): no money moved.
+            return _record_failure(payment, token, code="processor_unavailable", actor=actor,
+                                   reason=_("The payment service did not answer: nothing was "
+                                            "charged. Try again in a minute."))
+        _release(payment, token)
+        return Outcome(payment, "unknown", _(
+            "The payment service did not tell us whether your card was charged. We are asking "
+            "it again; the change is applied as soon as it answers, and you will not be "
+            "charged twice."))
+    except gateway.CardRefused as refused:
+        return _record_failure(payment, token, code=refused.code or "card_declined",
+                               actor=actor, reason=decline_message(refused.code))
+    except gateway.ResourceMissing:
+        return _record_failure(payment, token, code="processor_customer_missing", actor=actor,
+                               reason=_("The payment service no longer knows your card. Add "
+                                        "your card again; nothing was charged."))
+    except gateway.GatewayError as error:
+        logger.error("processor refused %s: %s", payment.idempotency_key, error)
+        return _record_failure(payment, token, code="processor_error", actor=actor, reason=_(
+            "The payment service refused the request: nothing was charged. Try again later or "
+            "contact support."))
+    return _record_intent(payment, token, intent, actor)
+
+
+def _record_intent(payment: Payment, token: uuid.UUID, intent: gateway.Intent,
+                   actor: User | None) -> Outcome:
+    if intent.status == "succeeded":
+        try:
+            return _record_success(payment, actor)
+        except Exception:
+            # The card was charged; recording it failed. The attempt stays open with its
+            # intent id, and the next request or the sweep records it by asking again.
+            logger.exception("charged but not recorded: %s (%s)", payment.idempotency_key,
+                             intent.processor_id)
+            _release(payment, token)
+            return Outcome(payment, "unrecorded", _(
+                "Your card was charged (payment %(id)s), but we could not finish recording it. "
+                "It is completed automatically within minutes; you will not be charged again.")
+                % {"id": intent.processor_id})
+    if intent.status == "processing":
+        Payment.objects.filter(pk=payment.pk).update(state=Payment.State.PROCESSING)
+        _release(payment, token)
+        return Outcome(payment, "unknown", _(
+            "Your card issuer is still processing the payment. The change is applied as soon "
+            "as it is confirmed."))
+    code = intent.failure_code or ("canceled" if intent.status == "canceled" else "card_declined")
+    if intent.status == "canceled" and not intent.failure_code:
+        reason = _("The payment was cancelled before it charged: nothing was charged.")
+    else:
+        reason = decline_message(code)
+    return _record_failure(payment, token, code=code, reason=reason, actor=actor)
+
+
+@transaction.atomic
+def _record_failure(payment: Payment, token: uuid.UUID, *, code: str, reason: str,
+                    actor: User | None) -> Outcome:
+    """Step 3 for a refusal: the attempt is failed, nothing else changes."""
+    Subscription.objects.select_for_update().get(organisation_id=payment.organisation_id)
+    payment = Payment.objects.select_for_update().get(pk=payment.pk)
+    if not payment.is_open:
+        return Outcome(payment, payment.state)
+    payment.state, payment.failure_code = Payment.State.FAILED, code[:60]
+    payment.failure_reason, payment.settled_at = str(reason)[:300], clock.now()
+    payment.lease_until = None
+    payment.save(update_fields=["state", "failure_code", "failure_reason", "settled_at",
+                                "lease_until"])
+    audit_record(organisation=payment.organisation, actor=actor, action="payment.failed",
+                 target=payment, after={"code": code, "amount": str(payment.amount),
+                                        "processor_id": payment.processor_id})
+    return Outcome(payment, "failed", str(reason))
+
+
+def _record_success(payment: Payment, actor: User | None) -> Outcome:
+    """Step 3 for a charge: record it and apply what it paid for, in one short transaction.
+    If it cannot be applied, refund it (outside the transaction) and record the refund."""
+    from billing.services.payments import quote_apply_paid  # what a quote payment buys
+
+    with transaction.atomic():
+        subscription = (Subscription.objects.select_for_update()
+                        .get(organisation_id=payment.organisation_id))
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        if not payment.is_open:  # another request recorded it first
+            return Outcome(payment, payment.state)
+        payment.state, payment.settled_at, payment.lease_until = (
+            Payment.State.SUCCEEDED, clock.now(), None)
+        payment.save(update_fields=["state", "settled_at", "lease_until"])
+        applied = quote_apply_paid(payment=payment, subscription=subscription, actor=actor)
+    if applied:
+        return Outcome(payment, "succeeded")
+    return payment_refund_unapplied(payment=payment)
+
+
+def payment_refund_unapplied(*, payment: Payment) -> Outcome:
+    """Refund a charge that succeeded but could not be applied (the documented rule)."""
+    try:
+        refund_id = gateway.refund_create(intent_id=payment.processor_id,
+                                          idempotency_key=payment.idempotency_key)
+    except gateway.GatewayError:
+        logger.exception("refund of %s failed; the sweep retries", payment.idempotency_key)
+        return Outcome(payment, "unrecorded", _(
+            "Your card was charged (payment %(id)s) for a change that could no longer be "
+            "applied. It is being refunded in full.") % {"id": payment.processor_id})
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        payment.state, payment.refund_id = Payment.State.REFUNDED, refund_id
+        payment.save(update_fields=["state", "refund_id"])
+        audit_record(organisation=payment.organisation, actor=None, action="payment.refunded",
+                     target=payment, after={"refund": refund_id, "amount": str(payment.amount)},
+                     reason="charged for a change that could no longer be applied")
+    return Outcome(payment, "refunded", _(
+        "Your subscription changed while this payment was made, so the change could not be "
+        "applied: the payment %(id)s was refunded in full.") % {"id": payment.processor_id})
+
+
+def payments_settle_open(*, organisation: Organisation | None = None,
+                         actor: User | None = None) -> list[Outcome]:
+    """Settle every open attempt whose lease ran out, by asking the processor; unconfirmed
+    intents are cancelled, succeeded ones recorded and applied, unapplied charges refunded.
+    Runs before a new quote, before Pay, and as the sweep (organisation None)."""
+    outcomes = []
+    candidates = Payment.objects.filter(state__in=OPEN_STATES)
+    if organisation is not None:
+        candidates = candidates.filter(organisation=organisation)
+    for payment_id in candidates.values_list("pk", flat=True):
+        with transaction.atomic():
+            payment = Payment.objects.select_for_update(skip_locked=True).filter(
+                pk=payment_id, state__in=OPEN_STATES).first()
+            token = attempt_take_over(payment=payment) if payment else None
+        if token:
+            outcomes.append(attempt_run(payment=payment, token=token, confirm=False,
+                                        actor=actor))
+    unapplied = Payment.objects.filter(state=Payment.State.SUCCEEDED, invoice=None,
+                                       refund_id="")
+    if organisation is not None:
+        unapplied = unapplied.filter(organisation=organisation)
+    for payment in unapplied:
+        outcomes.append(payment_refund_unapplied(payment=payment))
+    return outcomes
+
+
+def attempt_wait(*, payment: Payment, seconds: float) -> Payment:
+    """Wait (polling the database, no lock held) while another request settles an attempt."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        payment.refresh_from_db()
+        if not payment.is_open or (payment.lease_until or clock.now()) <= clock.now():
+            break
+        time.sleep(0.05)
+    return payment
