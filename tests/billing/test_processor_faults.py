@@ -224,3 +224,22 @@ def test_a_commit_that_fails_after_the_charge_keeps_the_record_and_is_completed(
     assert Invoice.objects.get().payments.get() == payment
     assert [c.id for c in _succeeded_charges(admin)] == [payment.processor_id]
     assert _sub(admin).plan.code == "standard"
+
+
+def test_the_sweep_settles_a_lost_answer_once_and_is_scheduled(paying, proxy):
+    from django_celery_beat.models import PeriodicTask
+
+    from billing.tasks import settle_open_payments
+
+    client, admin, quote = paying
+    proxy.drop_answers_to(r"/confirm")
+    with override_settings(STRIPE_API_BASE=proxy.url):
+        client.post(reverse("billing:pay", args=[quote.pk]))
+
+    first = settle_open_payments.delay().get()
+    again = settle_open_payments.delay().get()
+
+    assert (first, again) == ({"succeeded": 1}, {})
+    assert Quote.objects.get(pk=quote.pk).state == Quote.State.PAID
+    assert len(_succeeded_charges(admin)) == 1
+    assert PeriodicTask.objects.get(task="billing.tasks.settle_open_payments").enabled
