@@ -17,6 +17,7 @@ class Overview:
     subscription: Subscription
     next_renewal_amount: Money | None
     invoices: list[Invoice]
+    open_payment: Payment | None  # a payment whose outcome is not known yet
 
 
 def renewal_amount(subscription: Subscription) -> Money | None:
@@ -40,8 +41,10 @@ def subscription_overview(*, organisation: Organisation) -> Overview:
                     .get(organisation=organisation))
     invoices = list(Invoice.objects.filter(organisation=organisation)
                     .select_related("quote__plan").prefetch_related("payments")[:10])
+    open_payment = (Payment.objects.filter(organisation=organisation, state__in=Payment.OPEN)
+                    .select_related("quote").first())
     return Overview(subscription=subscription, next_renewal_amount=renewal_amount(subscription),
-                    invoices=invoices)
+                    invoices=invoices, open_payment=open_payment)
 
 
 def subscription_get(*, organisation: Organisation) -> Subscription:

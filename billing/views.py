@@ -195,14 +195,9 @@ def trial(request):
 @require_POST
 def switch_to_free(request):
     """Price the move to Free (credit for unused time) and show it for confirmation."""
-    organisation = request.user.organisation
-    subscription = selectors.subscription_get(organisation=organisation)
-    free = Plan.objects.get(code="free")
-    change = pricing.Change(free, subscription.cycle,
-                           min(subscription.regular_licences, free.max_users or 1), 0, 0)
     try:
-        quote = quotes.quote_create(organisation=organisation, acting_user=request.user,
-                                    change=change)
+        quote = quotes.quote_switch_to_free(organisation=request.user.organisation,
+                                            acting_user=request.user)
     except BillingError as refused:
         messages.error(request, str(refused))
         return redirect("billing:details")

@@ -12,13 +12,14 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Organisation, User
 from billing.errors import PaymentPending
-from billing.models import Payment, Quote, QuoteLine
+from billing.models import Payment, Quote, QuoteLine, Subscription
 from billing.pricing import Change, quote_price, subscription_for_pricing
 from billing.services.charging import payments_settle_open
 from store import clock
+from store.models import Plan
 from store.money import breakdown_to_json, format_money
 
-__all__ = ["Change", "quote_create", "refuse_while_payment_open"]
+__all__ = ["Change", "quote_create", "quote_switch_to_free", "refuse_while_payment_open"]
 
 
 def refuse_while_payment_open(*, organisation: Organisation) -> None:
@@ -72,3 +73,12 @@ def _quote_write(*, organisation: Organisation, acting_user: User, change: Chang
                   credits_line=line.credits_line)
         for line in priced.lines)
     return quote
+
+
+def quote_switch_to_free(*, organisation: Organisation, acting_user: User) -> Quote:
+    """Price the move to Free: keep the cycle, as many regular licences as Free allows."""
+    subscription = Subscription.objects.select_related("plan").get(organisation=organisation)
+    free = Plan.objects.get(code="free")
+    change = Change(free, subscription.cycle,
+                    min(subscription.regular_licences, free.max_users or 1), 0, 0)
+    return quote_create(organisation=organisation, acting_user=acting_user, change=change)
