@@ -8,6 +8,7 @@ never answers (read timeout), a proxy that lets the sandbox charge and drops its
 """
 import datetime as dt
 import socket
+import time
 
 import pytest
 from django.db import connection
@@ -243,3 +244,42 @@ def test_the_sweep_settles_a_lost_answer_once_and_is_scheduled(paying, proxy):
     assert Quote.objects.get(pk=quote.pk).state == Quote.State.PAID
     assert len(_succeeded_charges(admin)) == 1
     assert PeriodicTask.objects.get(task="billing.tasks.settle_open_payments").enabled
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_no_row_lock_is_held_while_the_processor_is_asked(client, catalog, silent_port):
+    """While Pay waits on a silent processor, another connection can lock the subscription
+    and the quote at once (NOWAIT): the call happens outside any transaction."""
+    import threading
+
+    from django.db import transaction
+
+    admin = AdminFactory()
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    client.force_login(admin)
+    quote_id = _configure(client).url.rstrip("/").split("/")[-1]
+    answers = []
+
+    def pay():
+        try:
+            answers.append(client.post(reverse("billing:pay", args=[quote_id])).status_code)
+        finally:
+            connection.close()
+
+    with override_settings(STRIPE_API_BASE=f"http://127.0.0.1:{silent_port}",
+                           STRIPE_TIMEOUT_SECONDS=3):
+        paying = threading.Thread(target=pay)
+        paying.start()
+        deadline = clock.now() + dt.timedelta(seconds=10)
+        while not Payment.objects.exists() and clock.now() < deadline:
+            time.sleep(0.02)
+        with transaction.atomic():  # raises OperationalError if Pay held either row
+            Subscription.objects.select_for_update(nowait=True).get(
+                organisation=admin.organisation)
+            Quote.objects.select_for_update(nowait=True).get(pk=quote_id)
+            in_flight = paying.is_alive()
+        paying.join(timeout=30)
+
+    assert in_flight  # the locks were free while the processor was being asked
+    assert answers == [503]
