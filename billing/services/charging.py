@@ -134,23 +134,44 @@ def attempt_run(*, payment: Payment, token: uuid.UUID, confirm: bool,
             return _record_failure(payment, token, code="processor_unavailable", actor=actor,
                                    reason=_("The payment service did not answer: nothing was "
                                             "charged. Try again in a minute."))
-        _release(payment, token)
-        return Outcome(payment, "unknown", _(
-            "The payment service did not tell us whether your card was charged. We are asking "
-            "it again; the change is applied as soon as it answers, and you will not be "
-            "charged twice."))
-    except gateway.CardRefused as refused:
-        return _record_failure(payment, token, code=refused.code or "card_declined",
-                               actor=actor, reason=decline_message(refused.code))
-    except gateway.ResourceMissing:
-        return _record_failure(payment, token, code="processor_customer_missing", actor=actor,
-                               reason=_("The payment service no longer knows your card. Add "
-                                        "your card again; nothing was charged."))
+        return _unknown(payment, token)
     except gateway.GatewayError as error:
+        if payment.processor_id:
+            # The intent exists and may have charged (e.g. a confirm refused because another
+            # request confirmed it first): only the intent itself can say what happened.
+            logger.warning("processor refused a step of %s (%s); asking for the intent",
+                           payment.idempotency_key, error)
+            return _settle_by_asking(payment, token, actor)
+        if isinstance(error, gateway.CardRefused):
+            return _record_failure(payment, token, code=error.code or "card_declined",
+                                   actor=actor, reason=decline_message(error.code))
+        if isinstance(error, gateway.ResourceMissing):
+            return _record_failure(payment, token, code="processor_customer_missing",
+                                   actor=actor, reason=_(
+                                       "The payment service no longer knows your card. Add "
+                                       "your card again; nothing was charged."))
         logger.error("processor refused %s: %s", payment.idempotency_key, error)
         return _record_failure(payment, token, code="processor_error", actor=actor, reason=_(
             "The payment service refused the request: nothing was charged. Try again later or "
             "contact support."))
+    return _record_intent(payment, token, intent, actor)
+
+
+def _unknown(payment: Payment, token: uuid.UUID) -> Outcome:
+    _release(payment, token)
+    return Outcome(payment, "unknown", _(
+        "The payment service did not tell us whether your card was charged. We are asking it "
+        "again; the change is applied as soon as it answers, and you will not be charged "
+        "twice."))
+
+
+def _settle_by_asking(payment: Payment, token: uuid.UUID, actor: User | None) -> Outcome:
+    try:
+        intent = gateway.intent_retrieve(intent_id=payment.processor_id)
+    except gateway.GatewayError:
+        return _unknown(payment, token)
+    if intent.status in {"requires_confirmation", "requires_action"}:
+        return _unknown(payment, token)  # the next settlement cancels or confirms it
     return _record_intent(payment, token, intent, actor)
 
 

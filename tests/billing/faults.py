@@ -2,7 +2,9 @@
 
 `AnswerDroppingProxy` forwards every HTTP request to the sandbox unchanged; for requests whose
 method and path match `drop`, the sandbox acts on the request (so the charge happens) and the
-proxy then closes the connection without passing the answer on: exactly a lost answer.
+proxy then closes the connection without passing the answer on: exactly a lost answer. For
+requests matching `twice`, it sends the request to the sandbox twice and passes on the second
+answer: what a caller sees when someone else made the same call just before it.
 """
 import re
 import socket
@@ -37,6 +39,7 @@ class AnswerDroppingProxy:
         host, port = upstream.removeprefix("http://").split(":")
         self.upstream = (host, int(port))
         self.drop: re.Pattern | None = None
+        self.twice: re.Pattern | None = None
         self.dropped: list[str] = []
         self.server = socket.socket()
         self.server.bind(("127.0.0.1", 0))
@@ -48,6 +51,17 @@ class AnswerDroppingProxy:
     def drop_answers_to(self, pattern: str) -> None:
         """Drop the answer of requests whose first line ('POST /v1/...') matches."""
         self.drop = re.compile(pattern)
+
+    def send_twice(self, pattern: str) -> None:
+        self.twice = re.compile(pattern)
+
+    def _forward(self, request: bytes) -> bytes:
+        with socket.create_connection(self.upstream) as upstream:
+            upstream.sendall(request)
+            answer = b""
+            while chunk := upstream.recv(65536):
+                answer += chunk
+        return answer
 
     def _serve(self) -> None:
         while True:
@@ -63,11 +77,9 @@ class AnswerDroppingProxy:
             if request is None:
                 return
             first_line = request.split(b"\r\n", 1)[0].decode()
-            with socket.create_connection(self.upstream) as upstream:
-                upstream.sendall(request)
-                answer = b""
-                while chunk := upstream.recv(65536):
-                    answer += chunk
+            if self.twice is not None and self.twice.search(first_line):
+                self._forward(request)
+            answer = self._forward(request)
             if self.drop is not None and self.drop.search(first_line):
                 self.dropped.append(first_line)
                 return  # the sandbox acted; the caller never hears of it

@@ -283,3 +283,19 @@ def test_no_row_lock_is_held_while_the_processor_is_asked(client, catalog, silen
 
     assert in_flight  # the locks were free while the processor was being asked
     assert answers == [503]
+
+
+def test_a_confirm_refused_because_it_already_charged_is_recorded_as_the_charge(paying, proxy):
+    """Someone confirmed the intent just before us (the sandbox answers the second confirm
+    with a 400). The refusal is not a failure: the intent says it succeeded."""
+    client, admin, quote = paying
+    proxy.send_twice(r"POST /v1/payment_intents/\w+/confirm")
+
+    with override_settings(STRIPE_API_BASE=proxy.url):
+        response = client.post(reverse("billing:pay", args=[quote.pk]))
+
+    assert response.status_code == 302
+    payment = Payment.objects.get()
+    assert payment.state == Payment.State.SUCCEEDED
+    assert [c.id for c in _succeeded_charges(admin)] == [payment.processor_id]
+    assert _sub(admin).plan.code == "standard"
