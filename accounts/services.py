@@ -1,4 +1,10 @@
-"""Writes to organisations and their people; each one audited in its own transaction."""
+"""Writes to organisations and their people; each one audited in its own transaction.
+
+Every change to an organisation's people first locks the organisation's row, then re-reads what
+it checks: two admins acting at once are served one after the other, and each sees the other's
+change (so two cannot deactivate each other). Locks are taken in one order: organisation, then
+user (account deletion takes the subscription before both).
+"""
 from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, transaction
 from django.utils.translation import get_language
@@ -58,6 +64,7 @@ def user_add(*, organisation: Organisation, email: str, name: str = "", role: st
     """Add a person to the organisation and email them a link to choose their password."""
     from accounts.tasks import send_invitation  # tasks import services; keep the cycle lazy
 
+    organisation = _lock_organisation(organisation.pk)
     email = _ensure_email_free(email)
     user = _create_user(email, None, organisation=organisation, name=name.strip(), role=role,
                         licence_type=licence_type)
@@ -68,6 +75,14 @@ def user_add(*, organisation: Organisation, email: str, name: str = "", role: st
     return user
 
 
+def _lock_organisation(organisation_id: int) -> Organisation:
+    """Wait for any other change to this organisation's people to commit. Locking the users a
+    check counts would not do: a count locks no rows, and each of two admins deactivating the
+    other locks a different user. NO KEY UPDATE still serialises these changes, and does not hold
+    up transactions that only add rows pointing at the organisation (their key-share checks)."""
+    return Organisation.objects.select_for_update(no_key=True).get(pk=organisation_id)
+
+
 def _lock_user(*, organisation: Organisation, user_id: int) -> User:
     return User.objects.select_for_update().get(pk=user_id, organisation=organisation)
 
@@ -75,14 +90,14 @@ def _lock_user(*, organisation: Organisation, user_id: int) -> User:
 @transaction.atomic
 def user_deactivate(*, user: User, acting_user: User, reason: str = "") -> User:
     """Deactivate a user: they can no longer log in. Their licence stays on the bill."""
-    user = _lock_user(organisation=acting_user.organisation, user_id=user.pk)
+    organisation = _lock_organisation(acting_user.organisation_id)
+    user = _lock_user(organisation=organisation, user_id=user.pk)
     if user.pk == acting_user.pk:
         raise AccountsError(_("You cannot deactivate yourself."))
     if not user.is_active:
         raise AccountsError(_("%(email)s is already deactivated.") % {"email": user.email})
     if user.role == Role.ADMIN:
-        admins = (User.objects.select_for_update()
-                  .filter(organisation=user.organisation, role=Role.ADMIN, is_active=True))
+        admins = User.objects.filter(organisation=organisation, role=Role.ADMIN, is_active=True)
         if admins.count() <= 1:
             raise AccountsError(_("The organisation needs at least one active administrator."))
     before = _user_state(user)
@@ -96,7 +111,8 @@ def user_deactivate(*, user: User, acting_user: User, reason: str = "") -> User:
 @transaction.atomic
 def user_reactivate(*, user: User, acting_user: User, reason: str = "") -> User:
     """Let a deactivated user log in again."""
-    user = _lock_user(organisation=acting_user.organisation, user_id=user.pk)
+    organisation = _lock_organisation(acting_user.organisation_id)
+    user = _lock_user(organisation=organisation, user_id=user.pk)
     if user.is_active:
         raise AccountsError(_("%(email)s is already active.") % {"email": user.email})
     before = _user_state(user)

@@ -4,6 +4,7 @@ A fresh machine needs nothing running: SQLite, Celery's filesystem broker, conso
 local payment sandbox (localstripe on loopback). Production sets the variables in the README.
 """
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -26,6 +27,18 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
+
+
+def env_required(name: str, *, debug_default: str, looks_like: str) -> str:
+    """The variable's value. Only debug has a default: a production start that forgot one stops
+    here, naming it, instead of running on the sandbox's values."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value
+    if not DEBUG:
+        raise ImproperlyConfigured(f"{name} must be set when DEBUG is off: {looks_like}.")
+    return debug_default
+
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -182,12 +195,16 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Kanri <noreply@kanri.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost//")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
-    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    for _folder in ("processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        # kombu's exchange tables; its default is "control" in whatever directory a process
+        # happens to start in.
+        "control_folder": str(_broker_dir / "control"),
     }
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
@@ -196,10 +213,16 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
 
-# Payment processor: the local sandbox (localstripe) unless the real key and base are set.
-STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "sk_test_kanri_local")
-STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "pk_test_kanri_local")
-STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:8420")
+# Payment processor: in debug, the local sandbox (localstripe on loopback) and its keys. With
+# DEBUG off the keys must be given and the base defaults to Stripe's; an explicit
+# STRIPE_API_BASE still wins, so staging can point at a sandbox on purpose.
+STRIPE_API_KEY = env_required("STRIPE_API_KEY", debug_default="sk_test_kanri_local",
+                              looks_like="the processor's secret key, e.g. sk_live_...")
+STRIPE_PUBLISHABLE_KEY = env_required(
+    "STRIPE_PUBLISHABLE_KEY", debug_default="pk_test_kanri_local",
+    looks_like="the processor's publishable key, e.g. pk_live_...")
+STRIPE_API_BASE = (os.environ.get("STRIPE_API_BASE", "").strip()
+                   or ("http://127.0.0.1:8420" if DEBUG else "https://api.stripe.com"))
 # Stripe.js: empty means "beside the API" (localstripe serves a stand-in there); production
 # with Stripe's API base loads https://js.stripe.com/v3/.
 STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "")
@@ -238,8 +261,21 @@ KANRI_QUOTE_MINUTES = int(os.environ.get("KANRI_QUOTE_MINUTES", "30"))
 KANRI_PAY_WAIT_SECONDS = float(os.environ.get("KANRI_PAY_WAIT_SECONDS", "10"))
 KANRI_TAX_RATES = {"JPY": "0.10", "USD": "0.10"}
 KANRI_TAX_ROUNDING = os.environ.get("KANRI_TAX_ROUNDING", "ROUND_DOWN")
-KANRI_INVOICE_ISSUER_REGISTRATION = os.environ.get("KANRI_INVOICE_ISSUER_REGISTRATION",
-                                                   "T1234567890123")
+# JPY invoices print it; without the seller's own number they are not qualified invoices and the
+# buyer cannot deduct their tax. Debug prints a placeholder, production must never.
+_PLACEHOLDER_REGISTRATION = "T1234567890123"
+_REGISTRATION_LOOKS_LIKE = "the qualified-invoice issuer registration number, T and 13 digits"
+KANRI_INVOICE_ISSUER_REGISTRATION = env_required(
+    "KANRI_INVOICE_ISSUER_REGISTRATION", debug_default=_PLACEHOLDER_REGISTRATION,
+    looks_like=_REGISTRATION_LOOKS_LIKE)
+if not DEBUG and KANRI_INVOICE_ISSUER_REGISTRATION == _PLACEHOLDER_REGISTRATION:
+    raise ImproperlyConfigured(
+        f"KANRI_INVOICE_ISSUER_REGISTRATION is the placeholder {_PLACEHOLDER_REGISTRATION}: set "
+        f"{_REGISTRATION_LOOKS_LIKE}, as the tax office issued it.")
+if not DEBUG and not re.fullmatch(r"T[0-9]{13}", KANRI_INVOICE_ISSUER_REGISTRATION):
+    raise ImproperlyConfigured(
+        f"KANRI_INVOICE_ISSUER_REGISTRATION={KANRI_INVOICE_ISSUER_REGISTRATION!r} is not "
+        f"{_REGISTRATION_LOOKS_LIKE} (ASCII, no spaces or hyphens).")
 KANRI_MAX_QUANTITY = 10_000
 # New organisations' billing clock; each organisation stores its own.
 KANRI_DEFAULT_TIME_ZONE = os.environ.get("KANRI_DEFAULT_TIME_ZONE", "Asia/Tokyo")

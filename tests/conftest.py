@@ -14,8 +14,8 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from store.catalog_seed import seed_catalog
-from store.models import AddOn, Plan, Price
+from store.models import Plan
+from tests.store.factories import ensure_shipped_catalog
 
 REQUIRE_ALL = os.environ.get("KANRI_REQUIRE_ALL") == "1"
 CHROMIUM = "/usr/bin/chromium"
@@ -74,9 +74,9 @@ def _eager_celery_and_fresh_cache():
 
 @pytest.fixture
 def catalog(db):
-    """The shipped catalog. Seeded by a migration, but transactional tests flush tables, so
-    tests that read the catalog ask for it here (seeding is idempotent)."""
-    seed_catalog(Plan, AddOn, Price)
+    """The shipped catalog's plans by code. Seeded by a migration, but transactional tests flush
+    tables, so tests that read the catalog ask for it here; it is seeded again only if missing."""
+    ensure_shipped_catalog()
     return {plan.code: plan for plan in Plan.objects.all()}
 
 

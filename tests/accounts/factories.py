@@ -3,8 +3,7 @@ import factory
 
 from accounts.models import LicenceType, Organisation, Role, User
 from billing.services.subscriptions import subscription_create_free
-from store.catalog_seed import seed_catalog
-from store.models import AddOn, Plan, Price
+from tests.store.factories import ensure_shipped_catalog
 
 PASSWORD = "correct-horse-battery-9"
 
@@ -22,7 +21,7 @@ class OrganisationFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def subscription(organisation, create, extracted, **kwargs):
         if create:
-            seed_catalog(Plan, AddOn, Price)  # idempotent; transactional tests flush it
+            ensure_shipped_catalog()  # Free must exist; transactional tests flush it
             subscription_create_free(organisation=organisation)
 
 

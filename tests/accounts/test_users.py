@@ -1,11 +1,17 @@
 """Admins add, deactivate and reactivate their organisation's users; nobody else can."""
 import re
+import threading
+import time
 
 import pytest
 from django.core import mail
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
+from accounts import services
+from accounts.errors import AccountsError
 from accounts.models import AuditEvent, LicenceType, Role, User
 from tests.accounts.factories import PASSWORD, AdminFactory, UserFactory
 
@@ -139,6 +145,77 @@ def test_the_last_active_admin_cannot_be_deactivated(admin_client, admin):
     # two active admins now: boss and the new one; deactivating boss leaves one
     assert second.post(reverse("accounts:user_deactivate", args=[admin.pk])).status_code == 302
     assert _state(admin)[0] is False
+
+
+def _hold_until_blocked_or_done(*, pid: list[int], done: threading.Event) -> None:
+    """Keep this connection's transaction open until the other connection waits on one of its
+    locks, or has finished without waiting: no sleep decides what the test sees."""
+    deadline = time.monotonic() + 10
+    with connection.cursor() as cursor:
+        while not done.is_set() and time.monotonic() < deadline:
+            cursor.execute("SELECT pg_backend_pid() = ANY(pg_blocking_pids(%s))", pid)
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_deactivating_each_other_at_once_leave_one_active_admin():
+    """The deputy asks to deactivate the boss while the boss's deactivation of the deputy is not
+    yet committed: the second request must wait for the first, then refuse. Without a lock both
+    pass the "another admin stays" check; only a deadlock (on the audit rows' actor keys) then
+    stops one of them, as a server error."""
+    boss = AdminFactory(email="boss@example.test")
+    deputy = AdminFactory(organisation=boss.organisation, email="deputy@example.test")
+    first_in_progress, second_started, second_finished = (
+        threading.Event(), threading.Event(), threading.Event())
+    second_pid, outcomes = [], {}
+
+    def boss_deactivates_deputy():
+        try:
+            with transaction.atomic():
+                services.user_deactivate(user=deputy, acting_user=boss)
+                first_in_progress.set()
+                second_started.wait(timeout=10)
+                _hold_until_blocked_or_done(pid=second_pid, done=second_finished)
+            outcomes["boss deactivates deputy"] = "done"
+        except Exception as error:  # shown by the assertion below, not lost with the thread
+            outcomes["boss deactivates deputy"] = repr(error)
+        finally:
+            connection.close()
+
+    def deputy_deactivates_boss():
+        try:
+            first_in_progress.wait(timeout=10)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                second_pid.append(cursor.fetchone()[0])
+            second_started.set()
+            with translation.override("en"):
+                services.user_deactivate(user=boss, acting_user=deputy)
+            outcomes["deputy deactivates boss"] = "done"
+        except AccountsError as error:
+            outcomes["deputy deactivates boss"] = str(error)
+        except Exception as error:  # shown by the assertion below, not lost with the thread
+            outcomes["deputy deactivates boss"] = repr(error)
+        finally:
+            second_finished.set()
+            connection.close()
+
+    threads = [threading.Thread(target=boss_deactivates_deputy),
+               threading.Thread(target=deputy_deactivates_boss)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert outcomes == {
+        "boss deactivates deputy": "done",
+        "deputy deactivates boss": "The organisation needs at least one active administrator."}
+    assert list(User.objects.filter(role=Role.ADMIN, is_active=True)
+                .values_list("email", flat=True)) == ["boss@example.test"]
+    assert AuditEvent.objects.filter(action="user.deactivated").count() == 1
 
 
 def test_deactivating_twice_says_so_and_writes_one_audit_row(admin_client, admin):

@@ -72,7 +72,7 @@ def test_a_declined_card_shows_the_reason_and_keeps_the_plan(page, live_server, 
     _type_card(page, "4000000000000341")
     page.get_by_test_id("pay").click()
 
-    expect(page.get_by_test_id("pay-error")).to_contain_text("declined")
+    expect(page.get_by_test_id("pay-error")).to_contain_text("カードが拒否されました")
     subscription = Subscription.objects.get(organisation=japanese_admin.organisation)
     assert subscription.plan.code == "free"
     page.goto(f"{live_server.url}/manage/")

@@ -10,9 +10,11 @@ from django.utils import translation
 from djmoney.money import Money
 
 from store import clock
+from store.catalog_seed import seed_catalog
 from store.models import AddOn, Plan, Price
 from store.selectors import catalog_priced
 from tests.accounts.factories import UserFactory
+from tests.store.factories import SHIPPED_PRICES
 
 
 def test_the_catalog_has_the_five_plans_in_order_and_three_add_ons(catalog):
@@ -107,3 +109,28 @@ def test_admin_refuses_a_half_yen_price(staff_client, catalog):
 
     assert response.status_code == 200
     assert not Price.objects.filter(amount=Decimal("3500.5")).exists()
+
+
+# The suite's own `catalog` fixture: cheap when the catalog is there, complete after a flush.
+
+def test_asking_for_the_catalog_when_it_is_there_costs_two_queries(
+        request, db, django_assert_num_queries):
+    seed_catalog(Plan, AddOn, Price)  # there, whatever ran before
+
+    # is it all there? then the plans by code; nothing rewritten
+    with django_assert_num_queries(2):
+        plans = request.getfixturevalue("catalog")
+
+    assert list(plans) == ["free", "standard", "professional", "enterprise", "ultimate"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_transactional_test_flushes_the_tables_the_catalog_is_back(request, client):
+    call_command("flush", interactive=False, verbosity=0)  # what ends every transactional test
+
+    request.getfixturevalue("catalog")
+    response = client.get(reverse("pricing"), {"currency": "USD"}, HTTP_ACCEPT_LANGUAGE="en")
+
+    assert Price.objects.count() == SHIPPED_PRICES
+    for name in ("Free", "Standard", "Professional", "Enterprise", "Ultimate", "Extra storage"):
+        assert name in response.content.decode()
