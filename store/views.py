@@ -1,4 +1,6 @@
 """The public pricing page."""
+from decimal import Decimal
+
 from django.conf import settings
 from django.shortcuts import render
 
@@ -22,6 +24,7 @@ def pricing(request):
         cycle = BillingCycle.YEARLY
     currency = _currency_for(request)
     context = {"cycle": cycle, "currency": currency, "cycles": BillingCycle.choices,
+               "tax_rate": Decimal(settings.KANRI_TAX_RATES[currency]),
                "currencies": settings.CURRENCY_CHOICES,
                **selectors.catalog_priced(currency=currency, cycle=cycle)}
     template = "store/pricing.html#catalog" if request.htmx else "store/pricing.html"
