@@ -356,3 +356,20 @@ def test_the_live_price_shows_a_refusal_in_place(admin_client, admin, data, mess
     assert html.lstrip().startswith('<aside id="summary"')
     assert message in html
     assert not Quote.objects.exists()
+
+
+@pytest.mark.parametrize(("team", "storage"), [(0, 0), (2, 3)])
+def test_the_live_price_for_a_paying_subscriber_costs_one_more_query_whatever_it_pays_for(
+        admin_client, admin, django_assert_num_queries, team, storage):
+    from tests.billing.factories import paid_quote_applied
+
+    paid_quote_applied(admin=admin, team=team, storage=storage)
+
+    # as above, plus the lines of the invoice that paid the running period (to credit them)
+    with django_assert_num_queries(11):
+        response = admin_client.get(
+            reverse("billing:configure", args=["professional"]),
+            {"cycle": "monthly", "regular_licences": "8", "team_licences": "2",
+             "storage_units": "1"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert 'data-testid="due-now"' in response.content.decode()
