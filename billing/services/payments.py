@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from accounts.audit import audit_record
 from accounts.models import Organisation, User
 from billing import gateway
+from billing.declines import decline_message
 from billing.errors import (
     BillingError,
     CardDeclined,
@@ -107,7 +108,8 @@ def card_save_default(*, organisation: Organisation, payment_method_id: str,
     try:
         card = gateway.card_attach(payment_method_id=payment_method_id, customer_id=customer_id)
     except gateway.CardRefused as refused:
-        raise CardDeclined(str(refused), decline_code=refused.code) from refused
+        raise CardDeclined(decline_message(refused.code), decline_code=refused.code) \
+            from refused
     except gateway.ResourceMissing as error:
         raise BillingError(_("The payment service does not know this card. Enter it again."),
                            code="card_unknown") from error

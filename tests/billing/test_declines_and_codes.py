@@ -140,3 +140,17 @@ def test_every_stripe_error_type_becomes_a_gateway_error(raised, mapped):
 
     with pytest.raises(mapped):
         gateway._call(call)
+
+
+def test_a_card_refused_when_saved_is_explained_in_japanese(client, admin):
+    method = _sandbox().v1.payment_methods.create(params={
+        "type": "card", "card": {"number": "4000000000000002", "exp_month": 12,
+                                 "exp_year": 2030, "cvc": "123"}})
+    client.force_login(admin)
+
+    response = client.post(reverse("billing:card_add"), {"payment_method": method.id},
+                           HTTP_ACCEPT_LANGUAGE="ja")
+
+    assert response.status_code == 400
+    assert "カードが拒否されました" in response.json()["error"]
+    assert not Subscription.objects.get(organisation=admin.organisation).default_payment_method
