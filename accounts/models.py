@@ -13,6 +13,9 @@ class Organisation(models.Model):
     name = models.CharField(_("organisation name"), max_length=200)
     currency = models.CharField(_("billing currency"), max_length=3,
                                 choices=settings.CURRENCY_CHOICES, default="JPY")
+    # The language of the emails the organisation gets (the portal follows each browser).
+    language = models.CharField(_("language"), max_length=5, choices=settings.LANGUAGES,
+                                default="ja")
     # Billing periods run on this wall clock (an IANA zone name).
     time_zone = models.CharField(_("time zone"), max_length=64,
                                  default=settings.KANRI_DEFAULT_TIME_ZONE)

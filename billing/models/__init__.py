@@ -1,5 +1,6 @@
 """Billing's nouns, one module each."""
 from billing.models.invoices import CreditEntry, Invoice, InvoiceLine, InvoiceSequence
+from billing.models.notifications import Notification
 from billing.models.payments import Payment, PaymentMethod
 from billing.models.quotes import Quote, QuoteLine
 from billing.models.subscriptions import (
@@ -9,6 +10,6 @@ from billing.models.subscriptions import (
     TrialUse,
 )
 
-__all__ = ["CreditEntry", "Invoice", "InvoiceLine", "InvoiceSequence", "Payment",
+__all__ = ["CreditEntry", "Invoice", "InvoiceLine", "InvoiceSequence", "Notification", "Payment",
            "PaymentMethod", "Quote", "QuoteLine", "Status", "Subscription",
            "SubscriptionStatusChange", "TrialUse"]

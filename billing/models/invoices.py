@@ -29,7 +29,13 @@ class InvoiceSequence(models.Model):
 
 class Invoice(models.Model):
     class State(models.TextChoices):
+        OPEN = "open", _("Open")  # a renewal awaiting payment (dunning)
         PAID = "paid", _("Paid")
+        VOID = "void", _("Void")  # never paid and no longer owed; kept, like every invoice
+
+    class Kind(models.TextChoices):
+        CHANGE = "change", _("Plan or licence change")
+        RENEWAL = "renewal", _("Renewal")
 
     number = models.CharField(max_length=20, unique=True)
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
@@ -39,6 +45,12 @@ class Invoice(models.Model):
     quote = models.OneToOneField(Quote, null=True, on_delete=models.PROTECT,
                                  related_name="invoice")
     state = models.CharField(max_length=10, choices=State.choices)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CHANGE)
+    # The period a renewal pays for (a change's lines carry their own periods).
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
     currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
     subtotal = _money()
     # The quote's tax rule, copied: the rate of its charges, the rounding, and per rate the

@@ -52,6 +52,15 @@ class Subscription(models.Model):
     # The invoice that paid the running period: its charge lines are what unused time credits.
     paid_invoice = models.ForeignKey("billing.Invoice", null=True, blank=True,
                                      on_delete=models.PROTECT, related_name="+")
+    # Dunning: the renewal invoice awaiting payment, when the grace period ends, the next retry
+    # and how many retries were made; when the account was locked.
+    open_invoice = models.ForeignKey("billing.Invoice", null=True, blank=True,
+                                     on_delete=models.PROTECT, related_name="+")
+    payment_failed_at = models.DateTimeField(null=True, blank=True)
+    grace_ends_at = models.DateTimeField(null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    retries_made = models.PositiveSmallIntegerField(default=0)
+    locked_at = models.DateTimeField(null=True, blank=True)
     trial_ends_at = models.DateTimeField(null=True, blank=True)
     credit_balance = MoneyField(max_digits=14, decimal_places=2, default=0,
                                 currency_field_name="credit_balance_currency",
@@ -64,6 +73,14 @@ class Subscription(models.Model):
     updated_at = models.DateTimeField(default=clock.now)
 
     class Meta:
+        indexes = [
+            # What the sweeps select: one index scan per sweep.
+            models.Index(fields=["status", "current_period_end"], name="sub_due_renewal"),
+            models.Index(fields=["status", "next_retry_at"], name="sub_due_retry"),
+            models.Index(fields=["status", "grace_ends_at"], name="sub_due_lock"),
+            models.Index(fields=["status", "locked_at"], name="sub_due_free"),
+            models.Index(fields=["status", "trial_ends_at"], name="sub_due_trial"),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(regular_licences__gte=1),
                                    name="subscription_has_a_regular_licence"),

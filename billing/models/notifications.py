@@ -1,0 +1,32 @@
+"""Emails the product sends, one row per event: the unique key makes every email go once, however
+often the job that triggers it runs."""
+from django.db import models
+
+from accounts.models import Organisation
+from store import clock
+
+
+class Notification(models.Model):
+    class Kind(models.TextChoices):
+        TRIAL_ENDING = "trial_ending"
+        TRIAL_ENDED = "trial_ended"
+        RENEWED = "renewed"
+        PAYMENT_FAILED = "payment_failed"
+        LOCKED = "locked"
+        MOVED_TO_FREE = "moved_to_free"
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
+                                     related_name="notifications")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # What makes the event unique, e.g. "payment_failed:invoice:12:attempt:3".
+    key = models.CharField(max_length=120, unique=True)
+    context = models.JSONField(default=dict)
+    recipients = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=clock.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.key
