@@ -13,3 +13,18 @@ def settle_open_payments() -> dict:
     for outcome in outcomes:
         counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
     return counts
+
+
+@shared_task(acks_late=True)
+def send_notification(notification_id: int) -> bool:
+    from billing.notifications import notification_send
+
+    return notification_send(notification_id=notification_id)
+
+
+@shared_task(acks_late=True)
+def run_sweep(name: str) -> dict:
+    """One of the subscription-life sweeps (billing.services.lifecycle.SWEEPS), by name."""
+    from billing.services.lifecycle import SWEEPS
+
+    return SWEEPS[name]()

@@ -255,6 +255,13 @@ KANRI_BASE_URL = os.environ.get("KANRI_BASE_URL", "http://127.0.0.1:8000")
 
 # Billing rules (SPEC.md): periods in days, tax per currency, the qualified-invoice number.
 KANRI_TRIAL_DAYS = int(os.environ.get("KANRI_TRIAL_DAYS", "15"))
+KANRI_TRIAL_REMINDER_DAYS = int(os.environ.get("KANRI_TRIAL_REMINDER_DAYS", "3"))
+# Dunning: grace after a failed renewal, the retry days within it (counted from the due date),
+# and how many calendar months a locked account waits before it moves to Free.
+KANRI_GRACE_DAYS = int(os.environ.get("KANRI_GRACE_DAYS", "15"))
+KANRI_DUNNING_RETRY_DAYS = [int(day) for day in
+                            env_list("KANRI_DUNNING_RETRY_DAYS", "1,3,7,14")]
+KANRI_LOCK_MONTHS = int(os.environ.get("KANRI_LOCK_MONTHS", "2"))
 KANRI_QUOTE_MINUTES = int(os.environ.get("KANRI_QUOTE_MINUTES", "30"))
 # How long a second Pay of the same quote waits for the first one's answer before it says
 # "being processed" (the page then refreshes until the outcome is known).

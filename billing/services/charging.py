@@ -26,13 +26,14 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from accounts.audit import audit_record
 from accounts.models import Organisation, User
 from billing import gateway
 from billing.declines import decline_message
-from billing.models import Payment, PaymentMethod, Subscription
+from billing.models import Invoice, Payment, PaymentMethod, Subscription
 from store import clock
 
 logger = logging.getLogger(__name__)
@@ -207,8 +208,12 @@ def _record_intent(payment: Payment, token: uuid.UUID, intent: gateway.Intent,
 @transaction.atomic
 def _record_failure(payment: Payment, token: uuid.UUID, *, code: str, reason: str,
                     actor: User | None) -> Outcome:
-    """Step 3 for a refusal: the attempt is failed, nothing else changes."""
-    Subscription.objects.select_for_update().get(organisation_id=payment.organisation_id)
+    """Step 3 for a refusal: the attempt is failed; for a renewal, dunning moves on."""
+    from billing.services.lifecycle import renewal_payment_failed
+
+    subscription = (Subscription.objects.select_for_update(of=("self",))
+                    .select_related("organisation", "open_invoice")
+                    .get(organisation_id=payment.organisation_id))
     payment = Payment.objects.select_for_update().get(pk=payment.pk)
     if not payment.is_open:
         return Outcome(payment, payment.state)
@@ -220,12 +225,15 @@ def _record_failure(payment: Payment, token: uuid.UUID, *, code: str, reason: st
     audit_record(organisation=payment.organisation, actor=actor, action="payment.failed",
                  target=payment, after={"code": code, "amount": str(payment.amount),
                                         "processor_id": payment.processor_id})
+    if payment.quote_id is None and payment.invoice_id is not None:
+        renewal_payment_failed(subscription=subscription, payment=payment)
     return Outcome(payment, "failed", str(reason))
 
 
 def _record_success(payment: Payment, actor: User | None) -> Outcome:
     """Step 3 for a charge: record it and apply what it paid for, in one short transaction.
     If it cannot be applied, refund it (outside the transaction) and record the refund."""
+    from billing.services.lifecycle import renewal_apply_paid  # what a renewal pays for
     from billing.services.payments import quote_apply_paid  # what a quote payment buys
 
     with transaction.atomic():
@@ -237,7 +245,12 @@ def _record_success(payment: Payment, actor: User | None) -> Outcome:
         payment.state, payment.settled_at, payment.lease_until = (
             Payment.State.SUCCEEDED, clock.now(), None)
         payment.save(update_fields=["state", "settled_at", "lease_until"])
-        applied = quote_apply_paid(payment=payment, subscription=subscription, actor=actor)
+        if payment.quote_id is not None:
+            applied = quote_apply_paid(payment=payment, subscription=subscription, actor=actor)
+        else:
+            invoice = Invoice.objects.select_for_update().get(pk=payment.invoice_id)
+            applied = renewal_apply_paid(subscription=subscription, invoice=invoice,
+                                         payment=payment)
     if applied:
         return Outcome(payment, "succeeded")
     return payment_refund_unapplied(payment=payment)
@@ -282,8 +295,9 @@ def payments_settle_open(*, organisation: Organisation | None = None,
         if token:
             outcomes.append(attempt_run(payment=payment, token=token, confirm=False,
                                         actor=actor))
-    unapplied = Payment.objects.filter(state=Payment.State.SUCCEEDED, invoice=None,
-                                       refund_id="")
+    unapplied = Payment.objects.filter(
+        Q(invoice=None) | ~Q(invoice__state="paid"), state=Payment.State.SUCCEEDED,
+        refund_id="")
     if organisation is not None:
         unapplied = unapplied.filter(organisation=organisation)
     for payment in unapplied:

@@ -12,7 +12,8 @@ from billing.models.invoices import CreditEntry as Entry
 from store import clock
 
 
-def _next_number() -> str:
+def next_invoice_number() -> str:
+    """Take the next number under the sequence's row lock (gapless: invoices are never deleted)."""
     sequence, _ = InvoiceSequence.objects.select_for_update().get_or_create(name="invoice")
     sequence.last += 1
     sequence.save(update_fields=["last"])
@@ -24,7 +25,7 @@ def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid:
     """The finalized, paid invoice for a quote, with the credit it used or created."""
     organisation = quote.organisation
     invoice = Invoice.objects.create(
-        number=_next_number(), organisation=organisation, subscription=subscription,
+        number=next_invoice_number(), organisation=organisation, subscription=subscription,
         quote=quote, state=Invoice.State.PAID, currency=quote.currency, subtotal=quote.subtotal,
         tax_rate=quote.tax_rate, tax_rounding=quote.tax_rounding,
         tax_breakdown=quote.tax_breakdown, tax=quote.tax, total=quote.total,

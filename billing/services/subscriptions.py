@@ -129,6 +129,14 @@ def subscription_apply_quote(*, quote: Quote, subscription: Subscription,
         subscription.billing_anchor = quote.billing_anchor
     subscription.paid_invoice = None if quote.plan.is_free else invoice
     subscription.trial_ends_at = None
+    if subscription.open_invoice_id:
+        # A change chosen while past due or locked replaces the unpaid renewal: void, kept.
+        Invoice.objects.filter(pk=subscription.open_invoice_id, state=Invoice.State.OPEN).update(
+            state=Invoice.State.VOID, voided_at=clock.now())
+        subscription.open_invoice = None
+    subscription.payment_failed_at = subscription.grace_ends_at = None
+    subscription.next_retry_at = subscription.locked_at = None
+    subscription.retries_made = 0
     target = Status.FREE if quote.plan.is_free else Status.ACTIVE
     subscription_transition(subscription=subscription, to=target, actor=actor,
                             reason=f"quote {quote.pk} paid, invoice {invoice.number}")
