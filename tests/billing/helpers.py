@@ -19,9 +19,10 @@ def card_on_file(*, organisation, acting_user, number: str = GOOD_CARD):
 
 
 def processor_charges(customer_id: str) -> list:
-    """Every PaymentIntent the sandbox holds for one customer (it cannot filter by customer)."""
+    """Every PaymentIntent the sandbox holds for one customer (it cannot filter by customer,
+    and it lists the whole session's intents oldest first: page through all of them)."""
     intents = _sandbox().v1.payment_intents.list(params={"limit": 100})
-    return [i for i in intents.data if i.customer == customer_id]
+    return [i for i in intents.auto_paging_iter() if i.customer == customer_id]
 
 
 def processor_customer_gone(customer_id: str) -> bool:

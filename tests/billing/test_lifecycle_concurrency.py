@@ -1,0 +1,75 @@
+"""Every sweep run twice at once, then once more (real PostgreSQL, real localstripe): each
+transition, history row, email and charge happens exactly once; the third run changes nothing."""
+import datetime as dt
+import threading
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core import mail
+from django.db import connection
+
+from billing.models import Notification, Payment, Status, Subscription, SubscriptionStatusChange
+from billing.pricing import Change
+from billing.services import lifecycle
+from billing.services.payments import quote_pay
+from billing.services.quotes import quote_create
+from store import clock
+from store.models import Plan
+from tests.accounts.factories import AdminFactory
+from tests.billing.helpers import DECLINING_CARD, card_on_file, processor_charges
+
+pytestmark = [pytest.mark.usefixtures("payment_sandbox"), pytest.mark.postgres,
+              pytest.mark.django_db(transaction=True)]
+BOUGHT = dt.datetime(2027, 1, 10, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+
+
+def _run_everything(moment):
+    try:
+        with clock.travel(moment):
+            for sweep in lifecycle.SWEEPS.values():
+                sweep()
+    finally:
+        connection.close()
+
+
+def _snapshot(admins):
+    subscriptions = Subscription.objects.filter(organisation__in=[a.organisation for a in admins])
+    charges = [intent for sub in subscriptions
+               for intent in processor_charges(sub.processor_customer_id)]
+    return {"statuses": sorted(subscriptions.values_list("status", flat=True)),
+            "history": SubscriptionStatusChange.objects.count(),
+            "notifications": Notification.objects.count(), "emails": len(mail.outbox),
+            "payments": Payment.objects.count(),
+            "charges": sorted(intent.status for intent in charges)}
+
+
+def test_sweeps_run_twice_at_once_then_again_act_exactly_once(catalog):
+    admins = [AdminFactory() for _ in range(5)]
+    with clock.travel(BOUGHT):
+        for admin in admins:
+            card_on_file(organisation=admin.organisation, acting_user=admin)
+            quote = quote_create(organisation=admin.organisation, acting_user=admin,
+                                 change=Change(Plan.objects.get(code="standard"), "monthly",
+                                               3, 0, 0))
+            assert quote_pay(organisation=admin.organisation, quote_id=quote.pk,
+                             acting_user=admin).invoice
+    for admin in admins[3:]:
+        card_on_file(organisation=admin.organisation, acting_user=admin, number=DECLINING_CARD)
+    due = Subscription.objects.get(organisation=admins[0].organisation).current_period_end
+    before = _snapshot(admins)
+
+    threads = [threading.Thread(target=_run_everything, args=(due,)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    after = _snapshot(admins)
+    _run_everything(due + dt.timedelta(minutes=5))
+
+    assert _snapshot(admins) == after  # the third run changes nothing
+    assert after["statuses"] == sorted([Status.ACTIVE] * 3 + [Status.PAST_DUE] * 2)
+    assert after["history"] - before["history"] == 2  # active → past_due, twice
+    assert after["notifications"] - before["notifications"] == 5  # 3 renewed + 2 failed
+    assert after["emails"] - before["emails"] == 5
+    assert after["payments"] - before["payments"] == 5  # one attempt per renewal
+    assert after["charges"].count("succeeded") - before["charges"].count("succeeded") == 3
