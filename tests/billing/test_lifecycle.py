@@ -294,3 +294,35 @@ def test_a_renewal_with_no_card_goes_past_due_with_a_failed_attempt_on_record(ad
     assert sub(admin).status == Status.PAST_DUE
     [payment] = Payment.objects.all()
     assert (payment.state, payment.failure_code) == ("failed", "no_card")
+
+
+def test_a_renewal_whose_answer_was_lost_is_settled_by_the_next_sweep_and_charged_once(
+        admin, payment_sandbox):
+    from django.test import override_settings
+
+    from tests.billing.faults import AnswerDroppingProxy
+
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    with clock.travel(tokyo(2027, 1, 10, 9, 0)):
+        buy(admin)
+    due = sub(admin).current_period_end
+    proxy = AnswerDroppingProxy(payment_sandbox)
+    proxy.drop_answers_to(r"/confirm")
+    try:
+        with override_settings(STRIPE_API_BASE=proxy.url), clock.travel(due):
+            lifecycle.sweep_renewals()
+    finally:
+        proxy.close()
+    pending = Payment.objects.get(invoice__kind="renewal")
+    assert pending.state == Payment.State.PENDING and pending.processor_id
+    assert sub(admin).status == Status.ACTIVE and sub(admin).open_invoice is not None
+
+    run_all_at(due + dt.timedelta(minutes=15))
+    run_all_at(due + dt.timedelta(minutes=30))
+
+    pending.refresh_from_db()
+    assert pending.state == Payment.State.SUCCEEDED
+    subscription = sub(admin)
+    assert subscription.open_invoice is None and subscription.paid_invoice == pending.invoice
+    assert len(succeeded(admin)) == 2  # the purchase and one renewal
+    assert Payment.objects.filter(invoice__kind="renewal").count() == 1

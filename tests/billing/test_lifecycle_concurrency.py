@@ -73,3 +73,34 @@ def test_sweeps_run_twice_at_once_then_again_act_exactly_once(catalog):
     assert after["emails"] - before["emails"] == 5
     assert after["payments"] - before["payments"] == 5  # one attempt per renewal
     assert after["charges"].count("succeeded") - before["charges"].count("succeeded") == 3
+
+
+@pytest.mark.redis
+def test_a_real_worker_runs_what_beat_enqueues(catalog):
+    """Each beat entry's task and arguments, sent through the Redis broker as beat sends them,
+    run on a real worker: a trial past its end returns to Free."""
+    import json
+
+    from celery.contrib.testing.worker import start_worker
+    from django_celery_beat.models import PeriodicTask
+
+    from billing.services.subscriptions import trial_start
+    from store.celery import app
+
+    admin = AdminFactory()
+    with clock.travel(BOUGHT):
+        trial_start(organisation=admin.organisation, plan=Plan.objects.get(code="standard"),
+                    acting_user=admin)
+    entries = {json.loads(entry.args)[0]: entry for entry in
+               PeriodicTask.objects.filter(task="billing.tasks.run_sweep")}
+    assert set(entries) == set(lifecycle.SWEEPS) and all(e.enabled for e in entries.values())
+    entry = entries["trial_ends"]
+    app.conf.task_always_eager = False
+
+    with clock.travel(BOUGHT + dt.timedelta(days=16)), start_worker(
+            app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        result = app.send_task(entry.task, args=json.loads(entry.args))
+        answer = result.get(timeout=30)
+
+    assert answer == {"trials_ended": 1}
+    assert Subscription.objects.get(organisation=admin.organisation).status == Status.FREE
