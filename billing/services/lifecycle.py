@@ -364,7 +364,8 @@ def sweep_locks() -> dict:
             notify(organisation=organisation, kind=Notification.Kind.LOCKED,
                    key=f"locked:{subscription.pk}:{subscription.open_invoice_id}",
                    context={"amount": format_money(_amount_due(subscription.open_invoice),
-                                                   organisation.language),
+                                                   organisation.language)
+                            if subscription.open_invoice else "",
                             "free_on": _date(free_on(subscription), organisation)})
         return len(batch)
 
