@@ -11,12 +11,18 @@ from django.views.decorators.http import require_POST
 from accounts import selectors, services
 from accounts.errors import AccountsError
 from accounts.forms import LoginForm, SignUpForm, UserAddForm
-from accounts.permissions import org_admin_required
+from accounts.permissions import org_admin_required, organisation_is_locked
 
 
 @login_required
 def home(request):
-    """Stands in for the CRM itself: the page behind which the profile menu's Manage lives."""
+    """Stands in for the CRM itself: the page behind which the profile menu's Manage lives.
+    While the organisation is locked its admins get the choice screen, its members a page
+    saying their administrator must act."""
+    if organisation_is_locked(request.user):
+        if request.user.is_org_admin:
+            return redirect("billing:locked")
+        return render(request, "accounts/locked.html")
     return render(request, "accounts/home.html")
 
 

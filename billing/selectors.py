@@ -1,15 +1,29 @@
 """Billing's reads, always scoped to one organisation."""
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from djmoney.money import Money
 
 from accounts.models import Organisation
+from billing import periods
 from billing.models import Invoice, Payment, Quote, Status, Subscription
 from store.models import Plan
 from store.money import money_sum, prorate, tax_on
+
+
+@dataclass(frozen=True)
+class DunningTimeline:
+    """What comes next for an unpaid renewal, as dates on the organisation's clock."""
+
+    payment_failed_on: dt.date | None
+    next_retry_on: dt.date | None  # None once every retry was made
+    grace_ends_on: dt.date | None  # the account locks then
+    locked_on: dt.date | None
+    moves_to_free_on: dt.date | None
 
 
 @dataclass(frozen=True)
@@ -18,6 +32,49 @@ class Overview:
     next_renewal_amount: Money | None
     invoices: list[Invoice]
     open_payment: Payment | None  # a payment whose outcome is not known yet
+    dunning: DunningTimeline | None  # past due or locked only
+
+
+@dataclass(frozen=True)
+class LockOverview:
+    """The lock screen: what happened, what is owed, and when the account moves to Free."""
+
+    subscription: Subscription
+    open_invoice: Invoice | None
+    amount_due: Money | None  # the open invoice's total less the credit already applied
+    dunning: DunningTimeline
+
+
+def free_move_at(*, subscription: Subscription, time_zone: str) -> dt.datetime | None:
+    """When a locked (or, once its grace ends, a past-due) subscription moves to Free:
+    KANRI_LOCK_MONTHS calendar months after the lock (SPEC: 2), month ends clamped, on the
+    organisation's clock."""
+    locks_at = (subscription.locked_at if subscription.status == Status.LOCKED
+                else subscription.grace_ends_at)
+    if locks_at is None:
+        return None
+    return periods.boundary(anchor=locks_at, cycle="monthly", index=settings.KANRI_LOCK_MONTHS,
+                            time_zone=time_zone)
+
+
+def dunning_timeline(subscription: Subscription) -> DunningTimeline | None:
+    """The dates of a past-due or locked subscription, or None in any other status. Reads the
+    organisation's time zone from `subscription.organisation` (select it with the row)."""
+    if subscription.status not in {Status.PAST_DUE, Status.LOCKED}:
+        return None
+    time_zone = subscription.organisation.time_zone
+    zone = ZoneInfo(time_zone)
+
+    def day(moment: dt.datetime | None) -> dt.date | None:
+        return moment.astimezone(zone).date() if moment else None
+
+    return DunningTimeline(
+        payment_failed_on=day(subscription.payment_failed_at),
+        next_retry_on=(day(subscription.next_retry_at)
+                       if subscription.status == Status.PAST_DUE else None),
+        grace_ends_on=day(subscription.grace_ends_at),
+        locked_on=day(subscription.locked_at),
+        moves_to_free_on=day(free_move_at(subscription=subscription, time_zone=time_zone)))
 
 
 def renewal_amount(subscription: Subscription) -> Money | None:
@@ -36,15 +93,31 @@ def renewal_amount(subscription: Subscription) -> Money | None:
 
 def subscription_overview(*, organisation: Organisation) -> Overview:
     subscription = (Subscription.objects
-                    .select_related("plan", "plan_price", "team_price", "storage_price",
-                                    "default_payment_method")
+                    .select_related("organisation", "plan", "plan_price", "team_price",
+                                    "storage_price", "default_payment_method")
                     .get(organisation=organisation))
     invoices = list(Invoice.objects.filter(organisation=organisation)
                     .select_related("quote__plan").prefetch_related("payments")[:10])
     open_payment = (Payment.objects.filter(organisation=organisation, state__in=Payment.OPEN)
                     .select_related("quote").first())
     return Overview(subscription=subscription, next_renewal_amount=renewal_amount(subscription),
-                    invoices=invoices, open_payment=open_payment)
+                    invoices=invoices, open_payment=open_payment,
+                    dunning=dunning_timeline(subscription))
+
+
+def lock_overview(*, organisation: Organisation) -> LockOverview | None:
+    """The lock screen's facts, or None when the organisation is not locked."""
+    subscription = (Subscription.objects
+                    .select_related("organisation", "plan", "open_invoice",
+                                    "default_payment_method")
+                    .get(organisation=organisation))
+    if subscription.status != Status.LOCKED:
+        return None
+    invoice = subscription.open_invoice
+    owed = invoice if invoice is not None and invoice.state == Invoice.State.OPEN else None
+    return LockOverview(subscription=subscription, open_invoice=owed,
+                        amount_due=owed.total - owed.credit_applied if owed else None,
+                        dunning=dunning_timeline(subscription))
 
 
 def subscription_get(*, organisation: Organisation) -> Subscription:

@@ -16,4 +16,6 @@ urlpatterns = [
     path("trial/", views.trial, name="trial"),
     path("free/", views.switch_to_free, name="switch_to_free"),
     path("delete/", views.delete_account, name="delete"),
+    path("locked/", views.locked, name="locked"),
+    path("renew/", views.renew, name="renew"),
 ]

@@ -1,5 +1,9 @@
 """The store screens (管理 / Manage): details, change plan, configure, review and pay, invoices,
-trials, Switch to Free and Delete account. Thin: parse, call one service or selector, render."""
+trials, Switch to Free, Delete account, and a locked account's choice screen with its Renew.
+Thin: parse, call one service or selector, render.
+
+While an organisation is locked, `org_admin_required` sends its admins to the choice screen
+from every view except those marked `while_locked=True`: the pages the three choices need."""
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -14,21 +18,22 @@ from billing import gateway, pricing, selectors
 from billing.errors import BillingError
 from billing.forms import ConfigureForm, DeleteAccountForm
 from billing.models import Quote, TrialUse
-from billing.services import closure, payments, quotes, subscriptions
+from billing.services import closure, lifecycle, payments, quotes, subscriptions
 from store.models import Plan
+
+
+def _details_context(organisation) -> dict:
+    return {"overview": selectors.subscription_overview(organisation=organisation),
+            "counts": account_selectors.org_user_counts(organisation=organisation)}
 
 
 @org_admin_required
 def details(request):
     """購入情報の詳細 / Subscription details: the Manage landing page."""
-    organisation = request.user.organisation
-    return render(request, "billing/details.html", {
-        "overview": selectors.subscription_overview(organisation=organisation),
-        "counts": account_selectors.org_user_counts(organisation=organisation),
-    })
+    return render(request, "billing/details.html", _details_context(request.user.organisation))
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)
 def plans(request):
     subscription = selectors.subscription_get(organisation=request.user.organisation)
     return render(request, "billing/plans.html", {
@@ -43,7 +48,7 @@ def _change_from(form: ConfigureForm, plan: Plan) -> pricing.Change:
                          data["storage_units"])
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)
 def configure(request, code: str):
     organisation = request.user.organisation
     plan = get_object_or_404(Plan, code=code, is_public=True)
@@ -95,7 +100,7 @@ def _review_context(request, quote: Quote) -> dict:
             "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY}
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)
 def review(request, quote_id):
     quote = selectors.quote_get(organisation=request.user.organisation, quote_id=quote_id)
     if quote.state == Quote.State.PAID:
@@ -108,7 +113,7 @@ PAY_STATUS = {"card_declined": 402, "processor_unavailable": 503, "payment_pendi
               "processor_error": 502, "processor_customer_missing": 409}
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)
 @require_POST
 def pay(request, quote_id):
     organisation = request.user.organisation
@@ -133,7 +138,7 @@ def pay(request, quote_id):
     return redirect("billing:invoice", number=result.invoice.number)
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)
 @require_POST
 def card_setup(request):
     """A SetupIntent for the processor's card form (a POST: it may create the customer)."""
@@ -145,7 +150,7 @@ def card_setup(request):
     return JsonResponse({"secret": secret})
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)
 @require_POST
 def card_add(request):
     """The browser confirmed a card with the processor; save it as the default."""
@@ -161,7 +166,7 @@ def card_add(request):
     return JsonResponse({"card": str(method)})
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)
 def invoice(request, number: str):
     return render(request, "billing/invoice.html", {
         "invoice": selectors.invoice_get(organisation=request.user.organisation, number=number)})
@@ -191,7 +196,7 @@ def trial(request):
     })
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)
 @require_POST
 def switch_to_free(request):
     """Price the move to Free (credit for unused time) and show it for confirmation."""
@@ -202,6 +207,44 @@ def switch_to_free(request):
         messages.error(request, str(refused))
         return redirect("billing:details")
     return redirect("billing:review", quote_id=quote.pk)
+
+
+@org_admin_required(while_locked=True)
+def locked(request):
+    """The lock's choice screen: renew (pay the open invoice), choose another plan, or Free."""
+    lock = selectors.lock_overview(organisation=request.user.organisation)
+    if lock is None:
+        return redirect("billing:details")
+    return render(request, "billing/locked.html", {"lock": lock})
+
+
+def _renew_refused(request, *, error: str, code: str, pending: bool, status: int):
+    """Renew did not pay: the lock screen again with the reason (or the details page, when the
+    organisation is past due rather than locked)."""
+    organisation = request.user.organisation
+    answer = {"error": error, "error_code": code, "pending": pending}
+    lock = selectors.lock_overview(organisation=organisation)
+    if lock is not None:
+        return render(request, "billing/locked.html", {"lock": lock, **answer}, status=status)
+    return render(request, "billing/details.html", {**_details_context(organisation), **answer},
+                  status=status)
+
+
+@org_admin_required(while_locked=True)
+@require_POST
+def renew(request):
+    """サブスクリプションの更新 / Renew subscription: pay the open renewal invoice now."""
+    try:
+        result = lifecycle.renewal_pay_now(organisation=request.user.organisation,
+                                           acting_user=request.user)
+    except BillingError as refused:
+        return _renew_refused(request, error=str(refused), code=refused.code, pending=False,
+                              status=409)
+    if result.invoice is None:
+        return _renew_refused(request, error=result.failure, code=result.code,
+                              pending=result.pending, status=PAY_STATUS.get(result.code, 402))
+    messages.success(request, _("Paid: your subscription is active again."))
+    return redirect("billing:invoice", number=result.invoice.number)
 
 
 @org_admin_required

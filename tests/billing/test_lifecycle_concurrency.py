@@ -79,14 +79,18 @@ def test_sweeps_run_twice_at_once_then_again_act_exactly_once(catalog):
 def test_a_real_worker_runs_what_beat_enqueues(catalog):
     """Each beat entry's task and arguments, sent through the Redis broker as beat sends them,
     run on a real worker: a trial past its end returns to Free."""
+    import importlib
     import json
 
     from celery.contrib.testing.worker import start_worker
+    from django.apps import apps
     from django_celery_beat.models import PeriodicTask
 
     from billing.services.subscriptions import trial_start
     from store.celery import app
 
+    schedules = importlib.import_module("billing.migrations.0007_schedule_lifecycle_sweeps")
+    schedules.schedule(apps, None)  # a transactional test before this one flushed the tables
     admin = AdminFactory()
     with clock.travel(BOUGHT):
         trial_start(organisation=admin.organisation, plan=Plan.objects.get(code="standard"),

@@ -355,3 +355,15 @@ def test_renew_is_a_post(admin_client, admin):
     lock(admin)
 
     assert admin_client.get(reverse("billing:renew")).status_code == 405
+
+
+def test_renew_pays_only_the_organisations_own_invoice_whatever_is_posted(admin_client, admin):
+    other = lock(AdminFactory()).open_invoice
+    lock(admin, invoice=False)
+
+    response = admin_client.post(reverse("billing:renew"), {"invoice": other.number,
+                                                            "invoice_id": other.pk})
+
+    assert response.status_code == 409  # ours has none to pay; the posted id is not read
+    assert Invoice.objects.get(pk=other.pk).state == Invoice.State.OPEN
+    assert admin_client.get(reverse("billing:invoice", args=[other.number])).status_code == 404
