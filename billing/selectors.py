@@ -97,7 +97,7 @@ def subscription_overview(*, organisation: Organisation) -> Overview:
                                     "storage_price", "default_payment_method")
                     .get(organisation=organisation))
     invoices = list(Invoice.objects.filter(organisation=organisation)
-                    .select_related("quote__plan").prefetch_related("payments")[:10])
+                    .prefetch_related("payments")[:10])
     open_payment = (Payment.objects.filter(organisation=organisation, state__in=Payment.OPEN)
                     .select_related("quote").first())
     return Overview(subscription=subscription, next_renewal_amount=renewal_amount(subscription),

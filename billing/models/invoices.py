@@ -6,6 +6,7 @@ Each invoice prints the names it was issued with (seller, buyer, items), not the
 """
 from django.conf import settings
 from django.db import models
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
@@ -80,6 +81,11 @@ class Invoice(models.Model):
     @property
     def taxes(self) -> list[dict]:
         return breakdown_from_json(self.tax_breakdown, self.currency)
+
+    @property
+    def display_plan_name(self) -> str:
+        """The plan as named when the invoice was issued, in the reader's language."""
+        return self.plan_name_ja if (get_language() or "").startswith("ja") else self.plan_name
 
 
 class InvoiceLine(PricedLine):

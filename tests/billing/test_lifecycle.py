@@ -326,3 +326,17 @@ def test_a_renewal_whose_answer_was_lost_is_settled_by_the_next_sweep_and_charge
     assert subscription.open_invoice is None and subscription.paid_invoice == pending.invoice
     assert len(succeeded(admin)) == 2  # the purchase and one renewal
     assert Payment.objects.filter(invoice__kind="renewal").count() == 1
+
+
+def test_the_payment_history_shows_an_unpaid_renewal_as_open_with_its_plan(admin, client):
+    due = _bought_then_card_declines(admin)
+    run_all_at(due)
+    client.force_login(admin)
+
+    with clock.travel(due + dt.timedelta(days=1)):
+        page = client.get("/manage/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    history = page[page.index('data-testid="payment-history"'):]
+    assert history.count('data-testid="invoice-state">Open<') == 1
+    assert history.count('data-testid="invoice-state">Paid<') == 1
+    assert history.count("Standard") == 2  # the renewal names its plan too
