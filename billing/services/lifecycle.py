@@ -45,6 +45,7 @@ from billing.models import (
 from billing.models.quotes import LineKind
 from billing.notifications import notify
 from billing.pricing import TaxRule
+from billing.selectors import free_move_at
 from billing.services import charging
 from billing.services.invoices import next_invoice_number
 from billing.services.subscriptions import subscription_save, subscription_transition
@@ -67,12 +68,9 @@ def _amount_due(invoice: Invoice):
 
 
 def free_on(subscription: Subscription) -> dt.datetime | None:
-    """When a locked subscription moves to Free by itself."""
-    if subscription.locked_at is None:
-        return None
-    return periods.boundary(anchor=subscription.locked_at, cycle="monthly",
-                            index=settings.KANRI_LOCK_MONTHS,
-                            time_zone=subscription.organisation.time_zone)
+    """When a locked subscription moves to Free by itself (the one rule, in the selectors)."""
+    return free_move_at(subscription=subscription,
+                        time_zone=subscription.organisation.time_zone)
 
 
 def next_retry(*, due: dt.datetime, now: dt.datetime, grace_ends: dt.datetime):
