@@ -12,6 +12,7 @@ urlpatterns = [
     path("quotes/<uuid:quote_id>/pay/", views.pay, name="pay"),
     path("cards/", views.card_add, name="card_add"),
     path("cards/setup/", views.card_setup, name="card_setup"),
+    path("cards/change/", views.card_update, name="card_update"),
     path("invoices/<str:number>/", views.invoice, name="invoice"),
     path("trial/", views.trial, name="trial"),
     path("free/", views.switch_to_free, name="switch_to_free"),

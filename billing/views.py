@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -207,6 +208,18 @@ def switch_to_free(request):
         messages.error(request, str(refused))
         return redirect("billing:details")
     return redirect("billing:review", quote_id=quote.pk)
+
+
+@org_admin_required(while_locked=True)
+def card_update(request):
+    """変更する / Change the card: the processor's form; the new card becomes the default and
+    the admin returns to the details page (or the lock screen)."""
+    subscription = selectors.subscription_get(organisation=request.user.organisation)
+    back = "billing:locked" if subscription.status == "locked" else "billing:details"
+    return render(request, "billing/card.html", {
+        "subscription": subscription, "next": reverse(back),
+        "stripe_js_url": gateway.browser_script_url(),
+        "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY})
 
 
 @org_admin_required(while_locked=True)

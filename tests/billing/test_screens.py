@@ -373,3 +373,11 @@ def test_the_live_price_for_a_paying_subscriber_costs_one_more_query_whatever_it
              "storage_units": "1"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
     assert 'data-testid="due-now"' in response.content.decode()
+
+
+def test_the_card_page_asks_nothing_of_the_processor_on_get(admin_client, admin):
+    response = admin_client.get(reverse("billing:card_update"))
+
+    assert response.status_code == 200
+    assert 'data-testid="card-element"' in response.content.decode()
+    assert _subscription(admin).processor_customer_id == ""  # no write on GET
