@@ -10,7 +10,8 @@ from djmoney.money import Money
 
 from accounts.models import Organisation
 from billing import periods
-from billing.models import Invoice, Payment, Quote, Status, Subscription
+from billing.models import Invoice, Payment, Quote, Status, Subscription, TrialUse
+from store import clock
 from store.models import Plan
 from store.money import money_sum, prorate, tax_on
 
@@ -33,6 +34,7 @@ class Overview:
     invoices: list[Invoice]
     open_payment: Payment | None  # a payment whose outcome is not known yet
     dunning: DunningTimeline | None  # past due or locked only
+    ended_trial: TrialUse | None = None  # a trial that just ended, leaving Free
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,19 @@ def subscription_overview(*, organisation: Organisation) -> Overview:
                     .select_related("quote").first())
     return Overview(subscription=subscription, next_renewal_amount=renewal_amount(subscription),
                     invoices=invoices, open_payment=open_payment,
-                    dunning=dunning_timeline(subscription))
+                    dunning=dunning_timeline(subscription),
+                    ended_trial=ended_trial(subscription))
+
+
+def ended_trial(subscription: Subscription) -> TrialUse | None:
+    """A trial that ended in the last 30 days and left the organisation on Free: the details
+    page says so. Asked only of Free subscriptions (one query)."""
+    if subscription.status != Status.FREE:
+        return None
+    now = clock.now()
+    return (TrialUse.objects.filter(organisation_id=subscription.organisation_id,
+                                    ends_at__lte=now, ends_at__gt=now - dt.timedelta(days=30))
+            .select_related("plan").order_by("-ends_at").first())
 
 
 def lock_overview(*, organisation: Organisation) -> LockOverview | None:

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
+from django.test import Client
 from djmoney.money import Money
 
 from billing.models import Invoice, Notification, Payment, Status, Subscription
@@ -91,6 +92,11 @@ def test_a_trial_is_reminded_three_days_before_and_returns_to_free_at_its_end(ad
     assert kinds(admin) == ["trial_ending", "trial_ended"]
     assert [m.to for m in mail.outbox] == [[admin.email], [admin.email]]
     assert "スタンダード" in mail.outbox[0].subject  # the organisation's language: Japanese
+    browser = Client(HTTP_ACCEPT_LANGUAGE="en")
+    browser.force_login(admin)
+    with clock.travel(ends + dt.timedelta(days=1)):
+        page = browser.get("/manage/").content.decode()
+    assert "Your Standard trial ended on" in page
 
 
 def test_a_trial_bought_before_its_end_is_not_ended(admin):
