@@ -4,6 +4,7 @@ Idempotent: plans and add-ons are matched on `code`; a price is only added where
 no price yet for that cycle and currency, so prices edited (versioned) by staff are never touched.
 Amounts are per user (plans) or per unit (add-ons) for the whole cycle: yearly is 12 months.
 """
+import datetime as dt
 from decimal import Decimal
 
 GB = 1024
@@ -43,6 +44,11 @@ PRICES = {
 }
 
 
+# The shipped prices hold from a fixed moment in the past, not from whenever seeding ran: a
+# catalog seeded while a test (or a demo) has travelled in time must still price every date.
+SHIPPED_FROM = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
+
 def seed_catalog(Plan, AddOn, Price) -> int:
     """Create or refresh the shipped catalog; returns how many prices were added."""
     items = {}
@@ -66,6 +72,7 @@ def seed_catalog(Plan, AddOn, Price) -> int:
             for cycle, amount in zip(("monthly", "yearly"), amounts, strict=True):
                 lookup = {kind: item, "cycle": cycle, "amount_currency": currency}
                 if not Price.objects.filter(**lookup).exists():
-                    Price.objects.create(**lookup, amount=Decimal(amount))
+                    Price.objects.create(**lookup, amount=Decimal(amount),
+                                         effective_from=SHIPPED_FROM)
                     added += 1
     return added
