@@ -56,6 +56,13 @@ class Outcome:
         return self.kind in {"succeeded", "failed", "refunded"}
 
 
+def unknown_outcome_message() -> str:
+    """Said whenever the processor did not answer about a charge (translated when read)."""
+    return _("The payment service did not tell us whether your card was charged. We are asking "
+             "it again; the change is applied as soon as it answers, and you will not be "
+             "charged twice.")
+
+
 def lease_length() -> dt.timedelta:
     """Long enough for create + confirm to time out, so a live request is never overtaken."""
     return dt.timedelta(seconds=2 * settings.STRIPE_TIMEOUT_SECONDS + 10)
@@ -160,10 +167,7 @@ def attempt_run(*, payment: Payment, token: uuid.UUID, confirm: bool,
 
 def _unknown(payment: Payment, token: uuid.UUID) -> Outcome:
     _release(payment, token)
-    return Outcome(payment, "unknown", _(
-        "The payment service did not tell us whether your card was charged. We are asking it "
-        "again; the change is applied as soon as it answers, and you will not be charged "
-        "twice."))
+    return Outcome(payment, "unknown", unknown_outcome_message())
 
 
 def _settle_by_asking(payment: Payment, token: uuid.UUID, actor: User | None) -> Outcome:

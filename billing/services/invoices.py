@@ -20,6 +20,15 @@ def next_invoice_number() -> str:
     return f"INV-{sequence.last:06d}"
 
 
+def issue_snapshots(*, organisation, currency: str, plan) -> dict:
+    """The names an invoice prints, as they read at issue: seller, buyer, plan, and the
+    qualified-invoice registration number (JPY invoices)."""
+    return {"seller_name": settings.KANRI_SELLER_NAME, "buyer_name": organisation.name,
+            "issuer_registration": settings.KANRI_INVOICE_ISSUER_REGISTRATION
+            if currency == "JPY" else "",
+            "plan_name": plan.name, "plan_name_ja": plan.name_ja}
+
+
 @transaction.atomic
 def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid: Money) -> Invoice:
     """The finalized, paid invoice for a quote, with the credit it used or created."""
@@ -30,11 +39,8 @@ def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid:
         tax_rate=quote.tax_rate, tax_rounding=quote.tax_rounding,
         tax_breakdown=quote.tax_breakdown, tax=quote.tax, total=quote.total,
         credit_applied=quote.credit_applied, amount_paid=amount_paid,
-        credit_to_account=quote.credit_to_account,
-        seller_name=settings.KANRI_SELLER_NAME, buyer_name=organisation.name,
-        issuer_registration=settings.KANRI_INVOICE_ISSUER_REGISTRATION
-        if quote.currency == "JPY" else "",
-        plan_name=quote.plan.name, plan_name_ja=quote.plan.name_ja, issued_at=clock.now())
+        credit_to_account=quote.credit_to_account, issued_at=clock.now(),
+        **issue_snapshots(organisation=organisation, currency=quote.currency, plan=quote.plan))
     InvoiceLine.objects.bulk_create(InvoiceLine(invoice=invoice, **line.copied_values())
                                     for line in quote.lines.all())
     if quote.credit_applied.amount:

@@ -47,7 +47,7 @@ from billing.notifications import notify
 from billing.pricing import TaxRule
 from billing.selectors import free_move_at
 from billing.services import charging
-from billing.services.invoices import next_invoice_number
+from billing.services.invoices import issue_snapshots, next_invoice_number
 from billing.services.subscriptions import subscription_save, subscription_transition
 from store import clock
 from store.models import Plan
@@ -114,11 +114,8 @@ def _renewal_invoice(subscription: Subscription, now: dt.datetime) -> Invoice:
         state=Invoice.State.OPEN, kind=Invoice.Kind.RENEWAL, period_start=start, period_end=end,
         currency=currency, subtotal=subtotal, tax_rate=rule.rate, tax_rounding=rule.rounding,
         tax_breakdown=breakdown_to_json(taxes), tax=tax, total=total, credit_applied=credit,
-        amount_paid=zero(currency), credit_to_account=zero(currency),
-        seller_name=settings.KANRI_SELLER_NAME, buyer_name=organisation.name,
-        issuer_registration=settings.KANRI_INVOICE_ISSUER_REGISTRATION
-        if currency == "JPY" else "",
-        plan_name=subscription.plan.name, plan_name_ja=subscription.plan.name_ja, issued_at=now)
+        amount_paid=zero(currency), credit_to_account=zero(currency), issued_at=now,
+        **issue_snapshots(organisation=organisation, currency=currency, plan=subscription.plan))
     for line in lines:
         line.invoice = invoice
     InvoiceLine.objects.bulk_create(lines)
@@ -284,10 +281,8 @@ def renewal_pay_now(*, organisation: Organisation, acting_user: User):
         return PayResult(invoice=payment.invoice, charged=True)
     if payment.state == Payment.State.FAILED:
         return PayResult(invoice=None, failure=payment.failure_reason, code=payment.failure_code)
-    return PayResult(invoice=None, pending=True, code="payment_pending", failure=_(
-        "The payment service did not tell us whether your card was charged. We are asking it "
-        "again; the change is applied as soon as it answers, and you will not be charged "
-        "twice."))
+    return PayResult(invoice=None, pending=True, code="payment_pending",
+                     failure=charging.unknown_outcome_message())
 
 
 # Sweeps ---------------------------------------------------------------------------------------
