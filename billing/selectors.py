@@ -51,12 +51,17 @@ def free_move_at(*, subscription: Subscription, time_zone: str) -> dt.datetime |
     """When a locked (or, once its grace ends, a past-due) subscription moves to Free:
     KANRI_LOCK_MONTHS calendar months after the lock (SPEC: 2), month ends clamped, on the
     organisation's clock."""
-    locks_at = (subscription.locked_at if subscription.status == Status.LOCKED
-                else subscription.grace_ends_at)
-    if locks_at is None:
+    return free_move_after(locked_at=subscription.locked_at
+                           if subscription.status == Status.LOCKED
+                           else subscription.grace_ends_at, time_zone=time_zone)
+
+
+def free_move_after(*, locked_at: dt.datetime | None, time_zone: str) -> dt.datetime | None:
+    """The rule itself: KANRI_LOCK_MONTHS calendar months after `locked_at`, on `time_zone`."""
+    if locked_at is None:
         return None
-    return periods.boundary(anchor=locks_at, cycle="monthly", index=settings.KANRI_LOCK_MONTHS,
-                            time_zone=time_zone)
+    return periods.boundary(anchor=locked_at, cycle="monthly",
+                            index=settings.KANRI_LOCK_MONTHS, time_zone=time_zone)
 
 
 def dunning_timeline(subscription: Subscription) -> DunningTimeline | None:

@@ -1,4 +1,6 @@
 """Billing's Celery tasks: thin wrappers around the services."""
+import smtplib
+
 from celery import shared_task
 
 from billing.services.charging import payments_settle_open
@@ -15,11 +17,22 @@ def settle_open_payments() -> dict:
     return counts
 
 
-@shared_task(acks_late=True)
-def send_notification(notification_id: int) -> bool:
-    from billing.notifications import notification_send
+@shared_task(acks_late=True, autoretry_for=(OSError, smtplib.SMTPException),
+             retry_backoff=True, max_retries=8)
+def send_notifications(keys: list[str]) -> int:
+    """Send the emails recorded under these notification keys (one task per batch)."""
+    from billing.notifications import notifications_send
 
-    return notification_send(notification_id=notification_id)
+    return notifications_send(keys=keys)
+
+
+@shared_task(acks_late=True)
+def send_notification(notification_id: int) -> int:
+    """The one-id form earlier releases enqueued; kept so messages already queued still send."""
+    from billing.models import Notification
+
+    keys = list(Notification.objects.filter(pk=notification_id).values_list("key", flat=True))
+    return send_notifications(keys)
 
 
 @shared_task(acks_late=True)

@@ -26,6 +26,8 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest, Least
 from django.utils.translation import gettext as _
 
 from accounts.models import Organisation, User
@@ -43,34 +45,40 @@ from billing.models import (
     SubscriptionStatusChange,
 )
 from billing.models.quotes import LineKind
-from billing.notifications import notify
+from billing.notifications import Event, notify, notify_all
 from billing.pricing import TaxRule
-from billing.selectors import free_move_at
+from billing.selectors import free_move_after
 from billing.services import charging
 from billing.services.invoices import issue_snapshots, next_invoice_number
 from billing.services.subscriptions import subscription_save, subscription_transition
 from store import clock
 from store.models import Plan
-from store.money import breakdown_to_json, format_money, money_sum, prorate, tax_by_rate, zero
+from store.money import (
+    breakdown_to_json,
+    format_amount,
+    format_money,
+    money_sum,
+    prorate,
+    tax_by_rate,
+    zero,
+)
 
 logger = logging.getLogger(__name__)
 BATCH = 500
 
 
-def _date(moment: dt.datetime | None, organisation: Organisation) -> str:
+def _local_date(moment: dt.datetime | None, time_zone: str) -> str:
     if moment is None:
         return ""
-    return moment.astimezone(ZoneInfo(organisation.time_zone)).strftime("%Y-%m-%d")
+    return moment.astimezone(ZoneInfo(time_zone)).strftime("%Y-%m-%d")
+
+
+def _date(moment: dt.datetime | None, organisation: Organisation) -> str:
+    return _local_date(moment, organisation.time_zone)
 
 
 def _amount_due(invoice: Invoice):
     return invoice.total - invoice.credit_applied
-
-
-def free_on(subscription: Subscription) -> dt.datetime | None:
-    """When a locked subscription moves to Free by itself (the one rule, in the selectors)."""
-    return free_move_at(subscription=subscription,
-                        time_zone=subscription.organisation.time_zone)
 
 
 def next_retry(*, due: dt.datetime, now: dt.datetime, grace_ends: dt.datetime):
@@ -314,32 +322,35 @@ def sweep_retries() -> dict:
     return counts
 
 
-def _batched(queryset, work) -> int:
+def _batched(queryset, fields: tuple[str, ...], work) -> int:
     """Lock due rows a batch at a time (skipping rows others hold), in primary-key order with a
-    cursor, and apply `work` to each batch in its own transaction; returns how many moved."""
+    cursor, and apply `work` to each batch in its own transaction; returns how many moved.
+
+    A batch is a list of dicts (`id`, `status` and `fields`, which may follow foreign keys), not
+    model objects: at 100,000 rows building objects costs more than the database's work. `work`
+    runs a constant number of statements per batch, whatever its size."""
     moved, after = 0, 0
     while True:
         with transaction.atomic():
             batch = list(queryset.filter(pk__gt=after)
                          .select_for_update(skip_locked=True, of=("self",))
-                         .select_related("organisation", "open_invoice", "plan")
-                         .order_by("pk")[:BATCH])
+                         .order_by("pk").values("id", "status", *fields)[:BATCH])
             if not batch:
                 return moved
-            after = batch[-1].pk
+            after = batch[-1]["id"]
             moved += work(batch)
 
 
-def _move(batch: list[Subscription], to: str, reason: str, now: dt.datetime) -> None:
+def _move(batch: list[dict], to: str, reason: str, now: dt.datetime, **changes) -> None:
+    """Move locked rows to `to` in one UPDATE, with one history row each (one INSERT). The
+    caller holds the rows' locks."""
     SubscriptionStatusChange.objects.bulk_create(
-        SubscriptionStatusChange(subscription=subscription, from_status=subscription.status,
+        SubscriptionStatusChange(subscription_id=row["id"], from_status=row["status"],
                                  to_status=to, actor=None, actor_kind="system", reason=reason,
                                  created_at=now)
-        for subscription in batch)
-    for subscription in batch:
-        subscription.status = to
-        subscription.version += 1
-        subscription.updated_at = now
+        for row in batch)
+    Subscription.objects.filter(pk__in=[row["id"] for row in batch]).update(
+        status=to, version=F("version") + 1, updated_at=now, **changes)
 
 
 def sweep_locks() -> dict:
@@ -347,42 +358,42 @@ def sweep_locks() -> dict:
     now = clock.now()
 
     def lock(batch):
-        _move(batch, Status.LOCKED, "grace period over, renewal unpaid", now)
-        for subscription in batch:
-            subscription.locked_at, subscription.next_retry_at = now, None
-        Subscription.objects.bulk_update(batch, ["status", "version", "updated_at",
-                                                 "locked_at", "next_retry_at"])
-        for subscription in batch:
-            organisation = subscription.organisation
-            notify(organisation=organisation, kind=Notification.Kind.LOCKED,
-                   key=f"locked:{subscription.pk}:{subscription.open_invoice_id}",
-                   context={"amount": format_money(_amount_due(subscription.open_invoice),
-                                                   organisation.language)
-                            if subscription.open_invoice else "",
-                            "free_on": _date(free_on(subscription), organisation)})
+        _move(batch, Status.LOCKED, "grace period over, renewal unpaid", now,
+              locked_at=now, next_retry_at=None)
+        events = []
+        for row in batch:
+            language, zone = row["organisation__language"], row["organisation__time_zone"]
+            amount = (format_amount(row["open_invoice__total"]
+                                    - row["open_invoice__credit_applied"],
+                                    row["open_invoice__total_currency"], language)
+                      if row["open_invoice_id"] else "")
+            events.append(Event(
+                row["organisation_id"], Notification.Kind.LOCKED,
+                f"locked:{row['id']}:{row['open_invoice_id']}",
+                {"amount": amount,
+                 "free_on": _local_date(free_move_after(locked_at=now, time_zone=zone), zone)}))
+        notify_all(events)
         return len(batch)
 
-    return {"locked": _batched(Subscription.objects.filter(
-        status=Status.PAST_DUE, grace_ends_at__lte=now), lock)}
+    return {"locked": _batched(
+        Subscription.objects.filter(status=Status.PAST_DUE, grace_ends_at__lte=now),
+        ("organisation_id", "organisation__language", "organisation__time_zone",
+         "open_invoice_id", "open_invoice__total", "open_invoice__total_currency",
+         "open_invoice__credit_applied"), lock)}
 
 
-def _to_free(subscription: Subscription, free: Plan) -> None:
-    subscription.plan = free
-    subscription.regular_licences = max(1, min(subscription.regular_licences,
-                                               free.max_users or 1))
-    subscription.team_licences = subscription.storage_units = 0
-    subscription.plan_price = subscription.team_price = subscription.storage_price = None
-    subscription.current_period_start = subscription.current_period_end = None
-    subscription.billing_anchor = subscription.paid_invoice = subscription.open_invoice = None
-    subscription.payment_failed_at = subscription.grace_ends_at = None
-    subscription.next_retry_at = subscription.locked_at = subscription.trial_ends_at = None
-
-
-FREE_FIELDS = ["plan", "regular_licences", "team_licences", "storage_units", "plan_price",
-               "team_price", "storage_price", "current_period_start", "current_period_end",
-               "billing_anchor", "paid_invoice", "open_invoice", "payment_failed_at",
-               "grace_ends_at", "next_retry_at", "locked_at", "trial_ends_at", "status",
-               "version", "updated_at"]
+def _free_changes(free: Plan) -> dict:
+    """What moving to Free sets, as one UPDATE's values: Free's plan and user limit, nothing
+    bought, no period, no dunning."""
+    return {
+        "plan": free, "regular_licences": Greatest(Value(1), Least(F("regular_licences"),
+                                                                   Value(free.max_users or 1))),
+        "team_licences": 0, "storage_units": 0, "plan_price": None, "team_price": None,
+        "storage_price": None, "current_period_start": None, "current_period_end": None,
+        "billing_anchor": None, "paid_invoice": None, "open_invoice": None,
+        "payment_failed_at": None, "grace_ends_at": None, "next_retry_at": None,
+        "locked_at": None, "trial_ends_at": None,
+    }
 
 
 def sweep_moves_to_free() -> dict:
@@ -395,43 +406,52 @@ def sweep_moves_to_free() -> dict:
         locked_at__lte=now - dt.timedelta(days=28 * settings.KANRI_LOCK_MONTHS))
 
     def move(batch):
-        due = [subscription for subscription in batch if free_on(subscription) <= now]
-        invoices = [subscription.open_invoice for subscription in due
-                    if subscription.open_invoice]
-        _move(due, Status.FREE, "locked for too long: moved to Free", now)
-        for invoice in invoices:
-            invoice.state, invoice.voided_at = Invoice.State.VOID, now
-        Invoice.objects.bulk_update(invoices, ["state", "voided_at"])
-        numbers = {subscription.pk: subscription.open_invoice.number
-                   for subscription in due if subscription.open_invoice}
-        for subscription in due:
-            _to_free(subscription, free)
-        Subscription.objects.bulk_update(due, FREE_FIELDS)
-        for subscription in due:
-            notify(organisation=subscription.organisation,
-                   kind=Notification.Kind.MOVED_TO_FREE,
-                   key=f"moved_to_free:{subscription.pk}:{numbers.get(subscription.pk, '')}",
-                   context={"number": numbers.get(subscription.pk, "")})
+        due = [row for row in batch
+               if free_move_after(locked_at=row["locked_at"],
+                                  time_zone=row["organisation__time_zone"]) <= now]
+        if not due:
+            return 0
+        invoices = [row["open_invoice_id"] for row in due if row["open_invoice_id"]]
+        if invoices:
+            Invoice.objects.filter(pk__in=invoices, state=Invoice.State.OPEN).update(
+                state=Invoice.State.VOID, voided_at=now)
+        _move(due, Status.FREE, "locked for too long: moved to Free", now, **_free_changes(free))
+        notify_all([Event(row["organisation_id"], Notification.Kind.MOVED_TO_FREE,
+                          f"moved_to_free:{row['id']}:{row['open_invoice__number'] or ''}",
+                          {"number": row["open_invoice__number"] or ""})
+                    for row in due])
         return len(due)
 
-    return {"moved_to_free": _batched(candidates, move)}
+    return {"moved_to_free": _batched(
+        candidates, ("organisation_id", "organisation__time_zone", "locked_at",
+                     "open_invoice_id", "open_invoice__number"), move)}
+
+
+# What a trial's emails read of its row: the plan's name in the organisation's language.
+TRIAL_FIELDS = ("organisation_id", "organisation__language", "organisation__time_zone",
+                "plan__code", "plan__name", "plan__name_ja", "trial_ends_at")
+
+
+def _plan_name(row: dict) -> str:
+    return row["plan__name_ja"] if row["organisation__language"] == "ja" else row["plan__name"]
 
 
 def sweep_trial_reminders() -> dict:
+    """Trials ending within KANRI_TRIAL_REMINDER_DAYS: remind the admins, once per trial."""
     now = clock.now()
     window = now + dt.timedelta(days=settings.KANRI_TRIAL_REMINDER_DAYS)
+    trials = list(Subscription.objects.filter(status=Status.TRIALING, trial_ends_at__gt=now,
+                                              trial_ends_at__lte=window)
+                  .order_by("pk").values("id", *TRIAL_FIELDS))
     sent = 0
-    trials = (Subscription.objects.filter(status=Status.TRIALING, trial_ends_at__gt=now,
-                                          trial_ends_at__lte=window)
-              .select_related("organisation", "plan"))
-    for subscription in trials:
-        organisation = subscription.organisation
+    for start in range(0, len(trials), BATCH):
         with transaction.atomic():
-            sent += notify(organisation=organisation, kind=Notification.Kind.TRIAL_ENDING,
-                           key=f"trial_ending:{subscription.pk}:{subscription.plan.code}",
-                           context={"plan": subscription.plan.name_ja
-                                    if organisation.language == "ja" else subscription.plan.name,
-                                    "ends": _date(subscription.trial_ends_at, organisation)})
+            sent += notify_all([
+                Event(row["organisation_id"], Notification.Kind.TRIAL_ENDING,
+                      f"trial_ending:{row['id']}:{row['plan__code']}",
+                      {"plan": _plan_name(row),
+                       "ends": _local_date(row["trial_ends_at"], row["organisation__time_zone"])})
+                for row in trials[start:start + BATCH]])
     return {"reminded": sent}
 
 
@@ -441,21 +461,16 @@ def sweep_trial_ends() -> dict:
     free = Plan.objects.get(code="free")
 
     def end(batch):
-        plans = {subscription.pk: subscription.plan for subscription in batch}
-        _move(batch, Status.FREE, "trial ended without a purchase", now)
-        for subscription in batch:
-            _to_free(subscription, free)
-        Subscription.objects.bulk_update(batch, FREE_FIELDS)
-        for subscription in batch:
-            organisation, plan = subscription.organisation, plans[subscription.pk]
-            notify(organisation=organisation, kind=Notification.Kind.TRIAL_ENDED,
-                   key=f"trial_ended:{subscription.pk}:{plan.code}",
-                   context={"plan": plan.name_ja if organisation.language == "ja"
-                            else plan.name})
+        _move(batch, Status.FREE, "trial ended without a purchase", now, **_free_changes(free))
+        notify_all([Event(row["organisation_id"], Notification.Kind.TRIAL_ENDED,
+                          f"trial_ended:{row['id']}:{row['plan__code']}",
+                          {"plan": _plan_name(row)})
+                    for row in batch])
         return len(batch)
 
-    return {"trials_ended": _batched(Subscription.objects.filter(
-        status=Status.TRIALING, trial_ends_at__lte=now), end)}
+    return {"trials_ended": _batched(
+        Subscription.objects.filter(status=Status.TRIALING, trial_ends_at__lte=now),
+        TRIAL_FIELDS, end)}
 
 
 SWEEPS = {"trial_reminders": sweep_trial_reminders, "trial_ends": sweep_trial_ends,

@@ -10,6 +10,7 @@ from djmoney.money import Money
 
 from billing.models import Invoice, Notification, Payment, Status, Subscription
 from billing.pricing import Change
+from billing.selectors import free_move_at
 from billing.services import lifecycle
 from billing.services.payments import quote_pay
 from billing.services.quotes import quote_create, quote_switch_to_free
@@ -218,7 +219,7 @@ def test_declined_throughout_locks_on_day_15_then_moves_to_free_two_months_later
     assert locked.locked_at == due + dt.timedelta(days=15)
     invoice = locked.open_invoice
     assert invoice.payments.filter(state="failed").count() == 5  # due date + days 1, 3, 7, 14
-    free_on = lifecycle.free_on(locked)
+    free_on = free_move_at(subscription=locked, time_zone=locked.organisation.time_zone)
 
     run_all_at(free_on - dt.timedelta(minutes=1))
     assert sub(admin).status == Status.LOCKED
