@@ -4,11 +4,14 @@
 transaction: a Notification row each, unique on its key, so an event recorded twice is one row.
 After commit one task per call sends what was recorded. The task claims its rows with one
 `UPDATE … RETURNING` before sending, outside any transaction, so a rerun or a second worker never
-sends them again; a send that raises gives back the rows it had not sent, for the retry. A crash
-between the claim and the send loses those emails rather than sending them twice: they stay
-visible in admin, unsent.
+sends them again; a send that raises gives back the rows it had not sent, for the retry, and the
+`unsent_emails` sweep sends what no task did (a broker down at commit). A crash between the claim
+and the send loses those emails rather than sending them twice: they stay in admin, marked sent
+with no message delivered (at most once, never twice).
 """
+import datetime as dt
 import logging
+import smtplib
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -23,6 +26,7 @@ from billing.models import Notification
 from store import clock
 
 logger = logging.getLogger(__name__)
+BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -39,16 +43,19 @@ def notify(*, organisation: Organisation, kind: str, key: str, context: dict) ->
     return notify_all([Event(organisation.pk, kind, key, context)]) == 1
 
 
-def notify_all(events: list[Event]) -> int:
+def notify_all(events: list[Event], *, new: bool = False) -> int:
     """Record many events with a constant number of statements (a sweep's batch) and send them
     in one task after commit; returns how many were new. An event recorded meanwhile by a
-    concurrent run is skipped by the unique key (it may still be counted here)."""
+    concurrent run is skipped by the unique key (it may still be counted here). `new=True` skips
+    looking for the keys first, for a caller whose row locks already make every event new (a
+    status move): the unique key still keeps a duplicate out."""
     from billing.tasks import send_notifications  # tasks import services; keep it lazy
 
     if not events:
         return 0
-    known = set(Notification.objects.filter(key__in=[event.key for event in events])
-                .values_list("key", flat=True))
+    known = set() if new else set(
+        Notification.objects.filter(key__in=[event.key for event in events])
+        .values_list("key", flat=True))
     fresh = [event for event in events if event.key not in known]
     if not fresh:
         return 0
@@ -62,7 +69,9 @@ def notify_all(events: list[Event]) -> int:
                       context=event.context, recipients=admins[event.organisation_id])
          for event in fresh), ignore_conflicts=True)
     keys = [event.key for event in fresh]
-    transaction.on_commit(lambda: send_notifications.delay(keys))
+    # robust: a broker down at commit must not fail what already committed; the unsent_emails
+    # sweep sends these later.
+    transaction.on_commit(lambda: send_notifications.delay(keys), robust=True)
     return len(fresh)
 
 
@@ -89,21 +98,53 @@ def _message(notification: Notification) -> EmailMessage:
 
 
 def notifications_send(*, keys: list[str]) -> int:
-    """Send the notifications recorded under `keys` that nobody has sent; returns how many."""
+    """Send the notifications recorded under `keys` that nobody has sent; returns how many.
+    What could not be sent is given back (unsent) and the first error raised once the rest of
+    the batch has been tried, so one bad message does not hold back the others."""
     ids = _claim(keys)
     if not ids:
         return 0
     notifications = list(Notification.objects.filter(pk__in=ids)
                          .select_related("organisation").order_by("pk"))
-    sent: list[int] = []
+    sent, error = 0, None
+    unsent = set(ids)
     try:
         with get_connection() as mailer:
             for notification in notifications:
-                if notification.recipients:
-                    mailer.send_messages([_message(notification)])
-                sent.append(notification.pk)
+                try:
+                    if notification.recipients:
+                        mailer.send_messages([_message(notification)])
+                except (OSError, smtplib.SMTPServerDisconnected) as failure:
+                    error = failure  # the connection is gone: the rest waits for the retry
+                    break
+                except Exception as failure:  # noqa: BLE001 - given back, raised below
+                    logger.exception("could not send %s", notification.key)
+                    error = error or failure
+                    continue
+                unsent.discard(notification.pk)
+                sent += 1
                 logger.info("sent %s to %s", notification.key, notification.recipients)
-    except Exception:
-        Notification.objects.filter(pk__in=set(ids) - set(sent)).update(sent_at=None)
-        raise
-    return len(sent)
+    finally:
+        if unsent:
+            Notification.objects.filter(pk__in=unsent).update(sent_at=None)
+    if error is not None:
+        raise error
+    return sent
+
+
+def notifications_send_pending(*, older_than: dt.timedelta = dt.timedelta(minutes=5),
+                               limit: int = 5000) -> dict:
+    """Send what was recorded but never sent: a send task lost before it ran (the broker down
+    at commit) or one whose retries ran out. Only rows older than `older_than`, so a task still
+    on its way does its own work; at most `limit` a run, the rest the next run."""
+    keys = list(Notification.objects.filter(sent_at=None,
+                                            created_at__lte=clock.now() - older_than)
+                .order_by("pk").values_list("key", flat=True)[:limit])
+    counts = {"sent": 0, "failed_batches": 0}
+    for start in range(0, len(keys), BATCH):
+        try:
+            counts["sent"] += notifications_send(keys=keys[start:start + BATCH])
+        except Exception:  # noqa: BLE001 - logged; the rows stay unsent for the next run
+            logger.exception("sending unsent notifications failed")
+            counts["failed_batches"] += 1
+    return counts

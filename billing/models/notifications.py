@@ -27,6 +27,8 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["created_at"], condition=models.Q(sent_at=None),
+                                name="notification_unsent")]
 
     def __str__(self) -> str:
         return self.key

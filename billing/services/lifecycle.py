@@ -45,7 +45,7 @@ from billing.models import (
     SubscriptionStatusChange,
 )
 from billing.models.quotes import LineKind
-from billing.notifications import Event, notify, notify_all
+from billing.notifications import Event, notifications_send_pending, notify, notify_all
 from billing.pricing import TaxRule
 from billing.selectors import free_move_after
 from billing.services import charging
@@ -64,7 +64,7 @@ from store.money import (
 )
 
 logger = logging.getLogger(__name__)
-BATCH = 500
+BATCH = 1000
 
 
 def _local_date(moment: dt.datetime | None, time_zone: str) -> str:
@@ -372,7 +372,7 @@ def sweep_locks() -> dict:
                 f"locked:{row['id']}:{row['open_invoice_id']}",
                 {"amount": amount,
                  "free_on": _local_date(free_move_after(locked_at=now, time_zone=zone), zone)}))
-        notify_all(events)
+        notify_all(events, new=True)
         return len(batch)
 
     return {"locked": _batched(
@@ -419,7 +419,7 @@ def sweep_moves_to_free() -> dict:
         notify_all([Event(row["organisation_id"], Notification.Kind.MOVED_TO_FREE,
                           f"moved_to_free:{row['id']}:{row['open_invoice__number'] or ''}",
                           {"number": row["open_invoice__number"] or ""})
-                    for row in due])
+                    for row in due], new=True)
         return len(due)
 
     return {"moved_to_free": _batched(
@@ -465,7 +465,7 @@ def sweep_trial_ends() -> dict:
         notify_all([Event(row["organisation_id"], Notification.Kind.TRIAL_ENDED,
                           f"trial_ended:{row['id']}:{row['plan__code']}",
                           {"plan": _plan_name(row)})
-                    for row in batch])
+                    for row in batch], new=True)
         return len(batch)
 
     return {"trials_ended": _batched(
@@ -475,5 +475,5 @@ def sweep_trial_ends() -> dict:
 
 SWEEPS = {"trial_reminders": sweep_trial_reminders, "trial_ends": sweep_trial_ends,
           "renewals": sweep_renewals, "retries": sweep_retries, "locks": sweep_locks,
-          "moves_to_free": sweep_moves_to_free}
+          "moves_to_free": sweep_moves_to_free, "unsent_emails": notifications_send_pending}
 

@@ -131,3 +131,24 @@ def test_an_email_the_mail_server_refused_stays_unsent_and_the_retry_sends_it_on
     assert notifications_send(keys=["trial_ended:smtp"]) == 0
     assert len(mail.outbox) == 1
     assert Notification.objects.get(key="trial_ended:smtp").sent_at is not None
+
+
+def test_emails_whose_send_task_never_ran_are_sent_by_the_unsent_emails_sweep(
+        django_capture_on_commit_callbacks):
+    organisation = subscription_in(Status.TRIALING).organisation
+    # The fault: the send task is lost (its on-commit callbacks are captured and never run).
+    with django_capture_on_commit_callbacks() as lost:
+        notify_all([Event(organisation.pk, Notification.Kind.TRIAL_ENDED, "trial_ended:lost",
+                          {"plan": "Standard"})])
+    with clock.travel(clock.now() + dt.timedelta(minutes=4)), django_capture_on_commit_callbacks():
+        notify_all([Event(organisation.pk, Notification.Kind.TRIAL_ENDED, "trial_ended:new",
+                          {"plan": "Standard"})])
+    assert len(lost) == 1 and mail.outbox == []
+
+    with clock.travel(clock.now() + dt.timedelta(minutes=6)):
+        assert lifecycle.SWEEPS["unsent_emails"]() == {"sent": 1, "failed_batches": 0}
+        assert lifecycle.SWEEPS["unsent_emails"]() == {"sent": 0, "failed_batches": 0}
+    # The newer one is left to its own task, still on its way.
+    assert [message.to for message in mail.outbox] == [[organisation.users.get().email]]
+    assert list(Notification.objects.filter(sent_at=None).values_list("key", flat=True)) == [
+        "trial_ended:new"]
