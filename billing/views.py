@@ -275,3 +275,40 @@ def delete_account(request):
             return redirect("accounts:login")
     return render(request, "billing/delete.html", {"form": form, "organisation": organisation},
                   status=400 if form.errors else 200)
+
+
+# Purchase settings → Payment methods, and Payment history (being built) -----------------------
+
+@org_admin_required
+def payment_methods(request):
+    raise Http404
+
+
+@org_admin_required
+def card_default(request, method_id: int):
+    raise Http404
+
+
+@org_admin_required
+def card_replace(request, method_id: int):
+    raise Http404
+
+
+@org_admin_required
+def card_delete(request, method_id: int):
+    raise Http404
+
+
+@org_admin_required
+def payment_history(request):
+    raise Http404
+
+
+@org_admin_required
+def payment_history_csv(request):
+    raise Http404
+
+
+@org_admin_required
+def payment_detail(request, payment_id: int):
+    raise Http404

@@ -49,6 +49,10 @@ class Payment(models.Model):
         FAILED = "failed", _("Failed")
         REFUNDED = "refunded", _("Refunded")
 
+    class Source(models.TextChoices):
+        CARD = "card", _("Card")
+        CREDIT = "credit", _("Account credit")  # an invoice paid wholly by credit: no charge
+
     OPEN = (State.PENDING, State.PROCESSING)
 
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
@@ -61,6 +65,7 @@ class Payment(models.Model):
     processor_id = models.CharField(max_length=64, blank=True,
                                     help_text=_("The PaymentIntent, stored before confirming."))
     amount = money_field()
+    paid_with = models.CharField(max_length=10, choices=Source.choices, default=Source.CARD)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     # The card this attempt was made with: a re-send never switches cards.
     card_processor_id = models.CharField(max_length=64, blank=True)
@@ -76,6 +81,8 @@ class Payment(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organisation", "-created_at", "-id"],
+                                name="payment_history")]
         constraints = [
             models.UniqueConstraint(
                 fields=["organisation"], condition=models.Q(state__in=["pending", "processing"]),
