@@ -2,6 +2,7 @@
 import contextlib
 import datetime as dt
 import threading
+from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 
@@ -39,3 +40,8 @@ def add_months(moment: dt.datetime, months: int) -> dt.datetime:
 def localtime_label(moment: dt.datetime) -> str:
     """A moment as people here read it: 2026-12-11 14:05 in the site's time zone."""
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+
+
+def local_date_label(moment: dt.datetime, time_zone: str) -> str:
+    """The day of a moment on an organisation's clock: 2026-12-11."""
+    return moment.astimezone(ZoneInfo(time_zone)).strftime("%Y-%m-%d")

@@ -14,6 +14,7 @@ class Notification(models.Model):
         PAYMENT_FAILED = "payment_failed"
         LOCKED = "locked"
         MOVED_TO_FREE = "moved_to_free"
+        RECEIPT = "receipt"  # a payment taken, with the invoice PDF attached
 
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
                                      related_name="notifications")
