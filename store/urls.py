@@ -2,6 +2,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from billing import webhooks
 from store import views
 
 urlpatterns = [
@@ -10,4 +11,5 @@ urlpatterns = [
     path("pricing/", views.pricing, name="pricing"),
     path("manage/", include("billing.urls")),
     path("", include("accounts.urls")),
+    path("billing/webhooks/stripe/", webhooks.stripe_webhook, name="stripe_webhook"),
 ]

@@ -10,7 +10,7 @@ from billing.models.lines import LineKind, PricedLine
 from billing.models.lines import money_field as _money
 from store import clock
 from store.models import BillingCycle, Plan
-from store.money import breakdown_from_json
+from store.money import below_minimum_charge, breakdown_from_json, minimum_charge
 
 __all__ = ["LineKind", "Quote", "QuoteLine"]
 
@@ -67,6 +67,15 @@ class Quote(models.Model):
     @property
     def taxes(self) -> list[dict]:
         return breakdown_from_json(self.tax_breakdown, self.currency)
+
+    @property
+    def below_minimum_charge(self) -> bool:
+        """Its amount due is too small to charge, so it is waived (billing.services.charging)."""
+        return below_minimum_charge(self.amount_due)
+
+    @property
+    def minimum_charge(self):
+        return minimum_charge(self.currency)
 
     @property
     def is_upgrade(self) -> bool:

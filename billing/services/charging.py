@@ -17,6 +17,14 @@ its organisation (a unique constraint), is re-sent only as the same intent, so w
 Rule for a charge that succeeded but cannot be applied (the subscription changed under its
 quote): it is refunded in full and the refund recorded on the Payment. A succeeded charge is
 never reported as "nothing was charged".
+
+Rule for an amount due below the processor's minimum (KANRI_MINIMUM_CHARGE: ¥50, $0.50, which
+Stripe refuses to charge): it is never sent to the processor, and it is waived, not carried.
+The quote is applied, or the renewal invoice paid, with no charge (`minimum_charge_waived`): the
+invoice keeps its total with nothing paid, prints the waived amount (`Invoice.amount_waived`),
+and the waiver is audited. The review page says "not charged" under "Due now". Carrying it to a
+later invoice instead would charge a renewal more than the price shown for it; waiving gives
+away less than the minimum, once per change.
 """
 import datetime as dt
 import logging
@@ -35,6 +43,7 @@ from billing import gateway
 from billing.declines import decline_message
 from billing.models import Invoice, Payment, PaymentMethod, Subscription
 from store import clock
+from store.money import minimum_charge
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +291,31 @@ def payment_refund_unapplied(*, payment: Payment) -> Outcome:
         "applied: the payment %(id)s was refunded in full.") % {"id": payment.processor_id})
 
 
+def payment_settle(*, payment_id: int, actor: User | None = None) -> Outcome | None:
+    """Settle one open attempt whose lease ran out, by asking the processor for its intent
+    (an unconfirmed one is cancelled). None when it is not open, or a request holds it now.
+    The sweep's step for each attempt, and a payment webhook's."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update(skip_locked=True).filter(
+            pk=payment_id, state__in=OPEN_STATES).first()
+        token = attempt_take_over(payment=payment) if payment else None
+    if not token:
+        return None
+    return attempt_run(payment=payment, token=token, confirm=False, actor=actor)
+
+
+def minimum_charge_waived(*, invoice: Invoice, actor: User | None) -> None:
+    """Audit an invoice paid without the charge its amount due was too small for (the rule
+    above). Call in the transaction that marked it paid; nothing waived, nothing written."""
+    waived = invoice.amount_waived
+    if waived.amount > 0:
+        audit_record(organisation=invoice.organisation, actor=actor,
+                     action="invoice.minimum_charge_waived", target=invoice,
+                     after={"waived": str(waived), "minimum": str(minimum_charge(
+                         invoice.currency))},
+                     reason="amount due below the processor's minimum charge")
+
+
 def payments_settle_open(*, organisation: Organisation | None = None,
                          actor: User | None = None) -> list[Outcome]:
     """Settle every open attempt whose lease ran out, by asking the processor; unconfirmed
@@ -292,13 +326,9 @@ def payments_settle_open(*, organisation: Organisation | None = None,
     if organisation is not None:
         candidates = candidates.filter(organisation=organisation)
     for payment_id in candidates.values_list("pk", flat=True):
-        with transaction.atomic():
-            payment = Payment.objects.select_for_update(skip_locked=True).filter(
-                pk=payment_id, state__in=OPEN_STATES).first()
-            token = attempt_take_over(payment=payment) if payment else None
-        if token:
-            outcomes.append(attempt_run(payment=payment, token=token, confirm=False,
-                                        actor=actor))
+        outcome = payment_settle(payment_id=payment_id, actor=actor)
+        if outcome is not None:
+            outcomes.append(outcome)
     unapplied = Payment.objects.filter(
         Q(invoice=None) | ~Q(invoice__state="paid"), state=Payment.State.SUCCEEDED,
         refund_id="")

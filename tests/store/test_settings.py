@@ -15,6 +15,7 @@ PRODUCTION = {
     "DATABASE_URL": "sqlite:///:memory:",
     "STRIPE_API_KEY": "sk_live_kanri_example",
     "STRIPE_PUBLISHABLE_KEY": "pk_live_kanri_example",
+    "STRIPE_WEBHOOK_SECRET": "whsec_kanri_example",
     "KANRI_INVOICE_ISSUER_REGISTRATION": "T9876543210987",
 }
 
@@ -24,7 +25,7 @@ def _manage(*args, env):
     settings) and nothing of this shell's configuration that the test does not give it."""
     unset = {"DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE",  # the browser tests set the last
              "STRIPE_API_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_API_BASE",
-             "KANRI_INVOICE_ISSUER_REGISTRATION"}
+             "STRIPE_WEBHOOK_SECRET", "KANRI_INVOICE_ISSUER_REGISTRATION"}
     clean = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT,
                           env={**clean, "DJANGO_SETTINGS_MODULE": "store.settings", **env},
@@ -55,6 +56,7 @@ def test_without_a_secret_key_production_refuses_to_start():
 @pytest.mark.parametrize("name, looks_like", [
     ("STRIPE_API_KEY", "the processor's secret key, e.g. sk_live_..."),
     ("STRIPE_PUBLISHABLE_KEY", "the processor's publishable key, e.g. pk_live_..."),
+    ("STRIPE_WEBHOOK_SECRET", "the webhook endpoint's signing secret, e.g. whsec_..."),
     ("KANRI_INVOICE_ISSUER_REGISTRATION",
      "the qualified-invoice issuer registration number, T and 13 digits"),
 ])
