@@ -24,5 +24,27 @@ MESSAGES = {
 }
 
 
+# Why an attempt failed when no card was refused: Kanri's own codes.
+OWN = {
+    "no_card": _("There is no card on file."),
+    "canceled": _("The payment was cancelled before it charged: nothing was charged."),
+    "processor_customer_missing": _("The payment service no longer knew your account. Add "
+                                    "your card again."),
+}
+
+
 def decline_message(code: str) -> str:
-    return str(MESSAGES.get(code or "", MESSAGES["card_declined"]))
+    """The processor's decline code said in the active language; an unknown code gets the
+    generic message with the code, so support can look it up."""
+    if not code or code in MESSAGES:
+        return str(MESSAGES.get(code or "", MESSAGES["card_declined"]))
+    return _("Your card was declined (%(code)s). Use another card or ask your card "
+             "issuer.") % {"code": code}
+
+
+def failure_message(code: str, recorded: str = "") -> str:
+    """Why an attempt failed, in the active language: Kanri's own reasons, then the
+    processor's decline codes; without a code, what was recorded at the time."""
+    if code in OWN:
+        return str(OWN[code])
+    return decline_message(code) if code else recorded

@@ -30,3 +30,23 @@ class DeleteAccountForm(forms.Form):
         if name != self.organisation.name:
             raise forms.ValidationError(_("That is not your organisation's name."))
         return name
+
+
+class PaymentHistoryFilter(forms.Form):
+    """決済の履歴's filter: a date range on the organisation's clock and an outcome."""
+
+    STATUSES = [("", _("All")), ("paid", _("Paid")), ("credit", _("Paid by account credit")),
+                ("failed", _("Failed")), ("refunded", _("Refunded")),
+                ("pending", _("Being confirmed"))]
+
+    start = forms.DateField(label=_("From"), required=False,
+                            widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_("To"), required=False,
+                          widget=forms.DateInput(attrs={"type": "date"}))
+    status = forms.ChoiceField(label=_("Status"), choices=STATUSES, required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise forms.ValidationError(_("The start date is after the end date."))
+        return data
