@@ -4,6 +4,7 @@ from django.contrib import admin
 
 from billing.models import (
     CreditEntry,
+    CreditNote,
     Invoice,
     InvoiceLine,
     Payment,
@@ -11,6 +12,7 @@ from billing.models import (
     Quote,
     Subscription,
     SubscriptionStatusChange,
+    WebhookEvent,
 )
 
 
@@ -100,3 +102,17 @@ class CreditEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "organisation", "kind", "amount", "invoice"]
     list_filter = ["kind"]
     search_fields = ["organisation__name", "invoice__number"]
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyAdmin):
+    list_display = ["number", "issued_at", "organisation", "kind", "total", "invoice"]
+    list_filter = ["kind"]
+    search_fields = ["number", "organisation__name", "invoice__number"]
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "type", "event_id", "outcome", "processed_at"]
+    list_filter = ["outcome", "type"]
+    search_fields = ["event_id", "detail"]

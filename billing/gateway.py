@@ -8,6 +8,9 @@ Every stripe error type is mapped to one of this module's errors, so none escape
 unreachable or 5xx → GatewayUnavailable (outcome unknown); a card refusal → CardRefused; an
 unknown customer or card → ResourceMissing; anything else refused → GatewayError.
 """
+import json
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 
 import stripe
@@ -147,6 +150,15 @@ def card_attach(*, payment_method_id: str, customer_id: str) -> Card:
                 exp_month=card.exp_month, exp_year=card.exp_year, customer_id=customer_id)
 
 
+def card_detach(*, payment_method_id: str) -> None:
+    """Detach a card from its customer: it can no longer be charged. Already detached or
+    unknown is what we wanted."""
+    try:
+        _call(_client().v1.payment_methods.detach, payment_method_id)
+    except ResourceMissing:
+        pass
+
+
 def _intent(resource) -> Intent:
     intent = resource.to_dict()
     error = intent.get("last_payment_error") or {}
@@ -214,3 +226,97 @@ def test_card_create(*, number: str = "4242424242424242") -> str:
         "type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2034,
                                  "cvc": "123"}})
     return method.id
+
+
+def card_retrieve(*, payment_method_id: str) -> Card | None:
+    """The processor's current record of a card, None when it no longer knows it. A card's
+    webhook is settled by this, never by the event's copy, so late events change nothing."""
+    try:
+        method = _call(_client().v1.payment_methods.retrieve, payment_method_id)
+    except ResourceMissing:
+        return None
+    card = method.card
+    customer = method.customer
+    return Card(processor_id=method.id, brand=card.brand, last4=card.last4,
+                exp_month=int(card.exp_month), exp_year=int(card.exp_year),
+                customer_id=customer if isinstance(customer, str) or customer is None
+                else customer.id)
+
+
+# Webhooks -------------------------------------------------------------------------------------
+
+WEBHOOK_TOLERANCE_SECONDS = 300  # Stripe's default: an older signature is a replay
+
+
+class SignatureInvalid(Exception):
+    """A delivery that does not prove it came from the processor just now: no signature, a
+    malformed one, another secret, another body, a timestamp over five minutes old, or a
+    signed body that is not an event."""
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    id: str
+    type: str
+    created: int
+    object: dict  # data.object: the resource as it was when the event happened
+    payload: dict  # the whole event, as delivered
+
+
+def webhook_event_verify(*, payload: bytes, signature: str) -> WebhookEvent:
+    """The event in a delivery, once its `Stripe-Signature` header is verified with
+    STRIPE_WEBHOOK_SECRET (HMAC-SHA256 of "<t>.<body>", scheme v1; `t` at most five minutes old
+    by the real clock, never Kanri's test clock). Raises SignatureInvalid.
+
+    What localstripe (1.15) really sends, read from its source (localstripe/webhooks.py and
+    resources.py), where Stripe differs:
+    - Registration: `POST /_config/webhooks/<id>` with `{"url", "secret", "events"?}`, no key;
+      posting the same id again replaces it; `events` filters by type (an empty list silences
+      the endpoint: there is no delete). Kept in memory only: a restarted sandbox forgets it.
+    - Of the types Kanri handles it sends only `payment_intent.succeeded` (a confirm that
+      charged) and `payment_intent.payment_failed` (a declined confirm). A refund, a card update
+      or detach sends nothing: `charge.refunded` and `payment_method.*` come only from Stripe.
+      It also sends customer.*, invoice.*, customer.subscription.*, plan/product.created,
+      payout.* and balance.available, which Kanri stores as ignored.
+    - Shape: `{"id": "evt_...", "object": "event", "type", "created", "livemode": false,
+      "api_version": "2017-08-15", "data": {"object": ...}}`, with no `previous_attributes` or
+      `request`. An intent's `data.object` has `id`, `status`, `amount`, `currency`,
+      `customer`, `payment_method` (an id), `metadata` (our `kanri_key`),
+      `last_payment_error`, and its charge expanded in `latest_charge` (Stripe: an id).
+    - Delivery: one second after the event, one POST per endpoint, the body
+      `json.dumps(event, indent=2, sort_keys=True)`, signed like Stripe (t = the event's
+      `created`, not the delivery time). No retry: a non-2xx answer is only logged, so an event
+      deferred here is settled by the sweep instead (Stripe retries for three days).
+    """
+    try:
+        stripe.WebhookSignature.verify_header(payload, signature, settings.STRIPE_WEBHOOK_SECRET,
+                                              WEBHOOK_TOLERANCE_SECONDS)
+        event = json.loads(payload)
+        return WebhookEvent(id=event["id"], type=event["type"], created=int(event["created"]),
+                            object=event["data"]["object"], payload=event)
+    except stripe.SignatureVerificationError as error:
+        raise SignatureInvalid(str(error)) from error
+    except (ValueError, KeyError, TypeError) as error:  # UnicodeDecodeError is a ValueError
+        raise SignatureInvalid(f"not an event: {error!r}") from error
+
+
+def sandbox_webhook_register(*, endpoint_id: str, url: str, events: list[str] | None) -> None:
+    """Tell the local sandbox to deliver events of these types (None: all, []: none) to `url`,
+    signed with STRIPE_WEBHOOK_SECRET. localstripe only: Stripe's endpoints are made in its
+    dashboard, so this refuses Stripe's own API base."""
+    if "api.stripe.com" in settings.STRIPE_API_BASE:
+        raise GatewayError("webhooks are registered in Stripe's dashboard, not by Kanri")
+    body = {"url": url, "secret": settings.STRIPE_WEBHOOK_SECRET}
+    if events is not None:
+        body["events"] = events
+    request = urllib.request.Request(
+        f"{settings.STRIPE_API_BASE.rstrip('/')}/_config/webhooks/{endpoint_id}",
+        data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
+        method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=settings.STRIPE_TIMEOUT_SECONDS):
+            pass
+    except urllib.error.HTTPError as error:
+        raise GatewayError(f"the sandbox refused the webhook: HTTP {error.code}") from error
+    except OSError as error:
+        raise GatewayUnavailable(str(error)) from error

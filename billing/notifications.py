@@ -22,7 +22,8 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 from accounts.models import Organisation, Role, User
-from billing.models import Notification
+from billing.documents import invoice_filename, invoice_pdf
+from billing.models import Invoice, Notification
 from store import clock
 
 logger = logging.getLogger(__name__)
@@ -88,13 +89,21 @@ def _claim(keys: list[str]) -> list[int]:
 
 
 def _message(notification: Notification) -> EmailMessage:
-    context = {**notification.context, "organisation": notification.organisation.name,
+    organisation = notification.organisation
+    context = {**notification.context, "organisation": organisation.name,
                "manage_url": f"{settings.KANRI_BASE_URL}/manage/"}
-    with translation.override(notification.organisation.language):
+    with translation.override(organisation.language):
         subject = render_to_string(f"billing/email/{notification.kind}_subject.txt",
                                    context).strip()
         body = render_to_string(f"billing/email/{notification.kind}.txt", context)
-    return EmailMessage(subject, body, None, notification.recipients)
+    message = EmailMessage(subject, body, None, notification.recipients)
+    if notification.kind == Notification.Kind.RECEIPT:
+        # The invoice it receipts, as the PDF the portal serves, in the organisation's language.
+        invoice = Invoice.objects.get(organisation=organisation,
+                                      number=notification.context["number"])
+        message.attach(invoice_filename(invoice), invoice_pdf(invoice, organisation.language),
+                       "application/pdf")
+    return message
 
 
 def notifications_send(*, keys: list[str]) -> int:

@@ -5,12 +5,23 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from djmoney.money import Money
 
 from accounts.models import Organisation
 from billing import periods
-from billing.models import Invoice, Payment, Quote, Status, Subscription, TrialUse
+from billing.models import (
+    CreditNote,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    PaymentMethod,
+    Quote,
+    Status,
+    Subscription,
+    TrialUse,
+)
 from store import clock
 from store.models import Plan
 from store.money import money_sum, prorate, tax_on
@@ -35,6 +46,7 @@ class Overview:
     open_payment: Payment | None  # a payment whose outcome is not known yet
     dunning: DunningTimeline | None  # past due or locked only
     ended_trial: TrialUse | None = None  # a trial that just ended, leaving Free
+    card_runs_out: bool = False  # the default card expires before the next charge
 
 
 @dataclass(frozen=True)
@@ -110,7 +122,64 @@ def subscription_overview(*, organisation: Organisation) -> Overview:
     return Overview(subscription=subscription, next_renewal_amount=renewal_amount(subscription),
                     invoices=invoices, open_payment=open_payment,
                     dunning=dunning_timeline(subscription),
-                    ended_trial=ended_trial(subscription))
+                    ended_trial=ended_trial(subscription),
+                    card_runs_out=card_runs_out_before(subscription.default_payment_method,
+                                                       next_charge_at(subscription)))
+
+
+RENEWING = {Status.ACTIVE, Status.PAST_DUE, Status.LOCKED}
+
+
+def next_charge_at(subscription: Subscription) -> dt.datetime | None:
+    """When the default card is next charged without anyone paying: the renewal at the period's
+    end, or, past due or locked, the next retry (now or soon). None when nothing renews."""
+    if subscription.status not in RENEWING:
+        return None
+    if subscription.status == Status.ACTIVE:
+        return subscription.current_period_end
+    return subscription.next_retry_at or clock.now()
+
+
+def card_runs_out_before(method: PaymentMethod | None, moment: dt.datetime | None) -> bool:
+    """A card is good through the last day of its expiry month (UTC, as the processor reads
+    it); True when it will have expired by `moment`."""
+    if method is None or moment is None:
+        return False
+    moment = moment.astimezone(dt.UTC)
+    return (method.exp_year, method.exp_month) < (moment.year, moment.month)
+
+
+@dataclass(frozen=True)
+class CardRow:
+    method: PaymentMethod
+    is_default: bool
+    expired: bool
+    runs_out: bool  # expires before the next charge (only said of the default card)
+
+
+@dataclass(frozen=True)
+class PaymentMethods:
+    subscription: Subscription
+    cards: list[CardRow]
+    next_charge_at: dt.datetime | None
+
+
+def payment_methods_list(*, organisation: Organisation) -> PaymentMethods:
+    """購入設定 → 決済方法: the cards, newest first, the default marked (two queries)."""
+    subscription = Subscription.objects.select_related("plan").get(organisation=organisation)
+    charge_at, now = next_charge_at(subscription), clock.now()
+    rows = []
+    for method in PaymentMethod.objects.filter(organisation=organisation).order_by(
+            "-created_at", "-pk"):
+        default = method.pk == subscription.default_payment_method_id
+        rows.append(CardRow(method=method, is_default=default,
+                            expired=card_runs_out_before(method, now),
+                            runs_out=default and card_runs_out_before(method, charge_at)))
+    return PaymentMethods(subscription=subscription, cards=rows, next_charge_at=charge_at)
+
+
+def payment_method_get(*, organisation: Organisation, method_id: int) -> PaymentMethod:
+    return get_object_or_404(PaymentMethod, pk=method_id, organisation=organisation)
 
 
 def ended_trial(subscription: Subscription) -> TrialUse | None:
@@ -162,6 +231,12 @@ def invoice_get(*, organisation: Organisation, number: str) -> Invoice:
         number=number, organisation=organisation)
 
 
+def credit_note_get(*, organisation: Organisation, number: str) -> CreditNote:
+    """A credit note of this organisation, or 404: another organisation's number never leaks."""
+    return get_object_or_404(CreditNote.objects.select_related("invoice", "organisation"),
+                             number=number, organisation=organisation)
+
+
 def plans_for_change(*, subscription: Subscription) -> list[dict]:
     """Public plans, each marked current, upgrade or downgrade relative to the plan held."""
     rows = []
@@ -172,3 +247,48 @@ def plans_for_change(*, subscription: Subscription) -> list[dict]:
             relation = "upgrade" if plan.rank > subscription.plan.rank else "downgrade"
         rows.append({"plan": plan, "relation": relation})
     return rows
+
+
+# 決済の履歴 / Payment history ------------------------------------------------------------------
+
+HISTORY_STATUSES = {  # the filter's choices: what a person calls a payment's outcome
+    "paid": Q(state=Payment.State.SUCCEEDED, paid_with=Payment.Source.CARD),
+    "credit": Q(state=Payment.State.SUCCEEDED, paid_with=Payment.Source.CREDIT),
+    "failed": Q(state=Payment.State.FAILED),
+    "refunded": Q(state=Payment.State.REFUNDED),
+    "pending": Q(state__in=Payment.OPEN),
+}
+
+
+def _local_midnight(day: dt.date, time_zone: str) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=ZoneInfo(time_zone))
+
+
+def payment_history(*, organisation: Organisation, start: dt.date | None = None,
+                    end: dt.date | None = None, status: str = "") -> QuerySet[Payment]:
+    """Every payment attempt of the organisation, newest first, with what each row prints
+    selected or annotated in the same query (a page costs the same whatever its size).
+    `start` and `end` are days on the organisation's clock, both included."""
+    payments = (Payment.objects.filter(organisation=organisation)
+                .select_related("invoice", "quote__plan")
+                .annotate(renewal_cycle=Subquery(
+                    InvoiceLine.objects.filter(invoice_id=OuterRef("invoice_id"),
+                                               plan__isnull=False)
+                    .order_by("pk").values("price__cycle")[:1]))
+                .order_by("-created_at", "-id"))
+    if start:
+        payments = payments.filter(created_at__gte=_local_midnight(start,
+                                                                   organisation.time_zone))
+    if end:
+        payments = payments.filter(created_at__lt=_local_midnight(
+            end + dt.timedelta(days=1), organisation.time_zone))
+    if status:
+        payments = payments.filter(HISTORY_STATUSES[status])
+    return payments
+
+
+def payment_get(*, organisation: Organisation, payment_id: int) -> Payment:
+    """One attempt of this organisation with its invoice's lines, or 404."""
+    return get_object_or_404(
+        payment_history(organisation=organisation).prefetch_related("invoice__lines"),
+        pk=payment_id)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import views
+from billing import document_views, views
 
 app_name = "billing"
 
@@ -26,4 +26,7 @@ urlpatterns = [
     path("delete/", views.delete_account, name="delete"),
     path("locked/", views.locked, name="locked"),
     path("renew/", views.renew, name="renew"),
+    path("invoices/<str:number>/pdf/", document_views.invoice_pdf, name="invoice_pdf"),
+    path("credit-notes/<str:number>/pdf/", document_views.credit_note_pdf,
+         name="credit_note_pdf"),
 ]

@@ -7,7 +7,8 @@ from every view except those marked `while_locked=True`: the pages the three cho
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.http import Http404, JsonResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -17,9 +18,10 @@ from accounts import selectors as account_selectors
 from accounts.permissions import org_admin_required
 from billing import gateway, pricing, selectors
 from billing.errors import BillingError
-from billing.forms import ConfigureForm, DeleteAccountForm
+from billing.exports import history_csv
+from billing.forms import ConfigureForm, DeleteAccountForm, PaymentHistoryFilter
 from billing.models import Quote, TrialUse
-from billing.services import closure, lifecycle, payments, quotes, subscriptions
+from billing.services import cards, closure, lifecycle, payments, quotes, subscriptions
 from store.models import Plan
 
 
@@ -154,16 +156,26 @@ def card_setup(request):
 @org_admin_required(while_locked=True)
 @require_POST
 def card_add(request):
-    """The browser confirmed a card with the processor; save it as the default."""
+    """The browser confirmed a card with the processor: save it (the default unless
+    `make_default=0`), or, with `replaces`, put it in that card's place."""
+    organisation = request.user.organisation
     method_id = request.POST.get("payment_method", "")
     if not method_id.startswith("pm_"):
         return JsonResponse({"error": _("No card was confirmed.")}, status=400)
+    replaces = request.POST.get("replaces", "")
+    if replaces and not (replaces.isdigit() and organisation.payment_methods.filter(
+            pk=replaces).exists()):
+        raise Http404
     try:
-        method = payments.card_save_default(organisation=request.user.organisation,
-                                            payment_method_id=method_id,
-                                            acting_user=request.user)
+        if replaces:
+            method = cards.card_replace(organisation=organisation, method_id=int(replaces),
+                                        payment_method_id=method_id, acting_user=request.user)
+        else:
+            method = cards.card_add(organisation=organisation, payment_method_id=method_id,
+                                    acting_user=request.user,
+                                    make_default=request.POST.get("make_default") != "0")
     except BillingError as refused:
-        return JsonResponse({"error": str(refused)}, status=400)
+        return JsonResponse({"error": str(refused), "code": refused.code}, status=400)
     return JsonResponse({"card": str(method)})
 
 
@@ -277,38 +289,117 @@ def delete_account(request):
                   status=400 if form.errors else 200)
 
 
-# Purchase settings → Payment methods, and Payment history (being built) -----------------------
+# 購入設定 → 決済方法 / Purchase settings → Payment methods ------------------------------------
 
-@org_admin_required
+def _card_form_context() -> dict:
+    return {"stripe_js_url": gateway.browser_script_url(),
+            "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY}
+
+
+@org_admin_required(while_locked=True)
 def payment_methods(request):
-    raise Http404
+    """The organisation's cards: change, make default, delete, add (the lock's Renew needs a
+    working card, so this page stays open while locked)."""
+    return render(request, "billing/payment_methods.html", {
+        "methods": selectors.payment_methods_list(organisation=request.user.organisation),
+        **_card_form_context()})
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)
+@require_POST
 def card_default(request, method_id: int):
-    raise Http404
+    organisation = request.user.organisation
+    method = selectors.payment_method_get(organisation=organisation, method_id=method_id)
+    cards.card_make_default(organisation=organisation, method_id=method.pk,
+                            acting_user=request.user)
+    messages.success(request, _("%(card)s is now your default card.") % {"card": method})
+    return redirect("billing:payment_methods")
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)
 def card_replace(request, method_id: int):
-    raise Http404
+    """変更する / Change: enter the replacement in the processor's form, then 更新する."""
+    method = selectors.payment_method_get(organisation=request.user.organisation,
+                                          method_id=method_id)
+    return render(request, "billing/card_replace.html", {"method": method,
+                                                         **_card_form_context()})
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)
+@require_POST
 def card_delete(request, method_id: int):
-    raise Http404
+    """削除する / Delete; when it would leave a renewing plan without a card, a confirmation
+    page says renewals will fail and asks again."""
+    organisation = request.user.organisation
+    method = selectors.payment_method_get(organisation=organisation, method_id=method_id)
+    try:
+        successor = cards.card_delete(organisation=organisation, method_id=method.pk,
+                                      acting_user=request.user,
+                                      confirmed=request.POST.get("confirmed") == "1")
+    except cards.ConfirmationRequired as question:
+        return render(request, "billing/card_delete.html",
+                      {"method": method, "consequence": str(question)})
+    except BillingError as refused:
+        messages.error(request, str(refused))
+        return redirect("billing:payment_methods")
+    messages.success(request, _("%(card)s was deleted.") % {"card": method})
+    if successor is not None:
+        messages.info(request, _("%(card)s is now your default card.") % {"card": successor})
+    return redirect("billing:payment_methods")
+
+
+# 決済の履歴 / Payment history -----------------------------------------------------------------
+
+HISTORY_PAGE_SIZE = 25
+
+
+def _history_filter(request):
+    """The filter from the query string: (form, payments), or (form, None) when it is not valid
+    (malformed dates, an unknown status, a start after the end)."""
+    form = PaymentHistoryFilter(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        return form, None
+    data = form.cleaned_data if form.is_bound else {}
+    return form, selectors.payment_history(
+        organisation=request.user.organisation, start=data.get("start"), end=data.get("end"),
+        status=data.get("status") or "")
 
 
 @org_admin_required
 def payment_history(request):
-    raise Http404
+    """決済の履歴 / Payment history: every attempt, newest first, filtered and paginated."""
+    form, payments = _history_filter(request)
+    page = None
+    if payments is not None:
+        page = Paginator(payments, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "billing/payment_history.html",
+                  {"form": form, "page": page, "query": query.urlencode(),
+                   "organisation": request.user.organisation,
+                   "product": settings.KANRI_PRODUCT_NAME},
+                  status=400 if payments is None else 200)
 
 
 @org_admin_required
 def payment_history_csv(request):
-    raise Http404
+    """The filtered rows as CSV, every page, in the organisation's time zone."""
+    form, payments = _history_filter(request)
+    if payments is None:
+        return HttpResponseBadRequest(" ".join(
+            str(message) for errors in form.errors.values() for message in errors),
+            content_type="text/plain; charset=utf-8")
+    organisation = request.user.organisation
+    response = StreamingHttpResponse(
+        history_csv(payments.iterator(chunk_size=500), time_zone=organisation.time_zone),
+        content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="payments.csv"'
+    return response
 
 
 @org_admin_required
 def payment_detail(request, payment_id: int):
-    raise Http404
+    organisation = request.user.organisation
+    return render(request, "billing/payment_detail.html", {
+        "payment": selectors.payment_get(organisation=organisation, payment_id=payment_id),
+        "organisation": organisation, "product": settings.KANRI_PRODUCT_NAME})

@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
 from babel.numbers import format_currency, get_currency_precision
+from django.conf import settings
 from djmoney.money import Money
 
 
@@ -49,6 +50,17 @@ def format_amount(amount: Decimal, currency: str, language: str | None) -> str:
 
 def zero(currency: str) -> Money:
     return Money(0, currency)
+
+
+def minimum_charge(currency: str) -> Money:
+    """The smallest amount the processor charges in this currency (KANRI_MINIMUM_CHARGE)."""
+    return Money(Decimal(settings.KANRI_MINIMUM_CHARGE.get(currency, "0")), currency)
+
+
+def below_minimum_charge(amount: Money) -> bool:
+    """Something is due, but less than the processor can charge: it is waived, not charged
+    (the rule is billing.services.charging's)."""
+    return zero(str(amount.currency)) < amount < minimum_charge(str(amount.currency))
 
 
 def to_minor_units(money: Money) -> int:

@@ -227,6 +227,11 @@ STRIPE_API_BASE = (os.environ.get("STRIPE_API_BASE", "").strip()
 # with Stripe's API base loads https://js.stripe.com/v3/.
 STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "")
 STRIPE_TIMEOUT_SECONDS = float(os.environ.get("STRIPE_TIMEOUT_SECONDS", "20"))
+# The signing secret of the webhook endpoint (/billing/webhooks/stripe/): Stripe shows it when
+# the endpoint is made; `manage.py register_sandbox_webhook` gives the sandbox this one.
+STRIPE_WEBHOOK_SECRET = env_required(
+    "STRIPE_WEBHOOK_SECRET", debug_default="whsec_kanri_local",
+    looks_like="the webhook endpoint's signing secret, e.g. whsec_...")
 
 # Security: strict whenever DEBUG is off (so `check --deploy` passes); SECURE_SSL_REDIRECT can be
 # turned off behind a proxy that already redirects.
@@ -247,7 +252,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"axes": {"level": "WARNING"}, "stripe": {"level": "WARNING"}},
+    "loggers": {"axes": {"level": "WARNING"}, "stripe": {"level": "WARNING"},
+                # Ten progress lines for every PDF made otherwise.
+                "weasyprint": {"level": "WARNING"}},
 }
 
 # Absolute links in emails.
@@ -267,6 +274,10 @@ KANRI_QUOTE_MINUTES = int(os.environ.get("KANRI_QUOTE_MINUTES", "30"))
 # "being processed" (the page then refreshes until the outcome is known).
 KANRI_PAY_WAIT_SECONDS = float(os.environ.get("KANRI_PAY_WAIT_SECONDS", "10"))
 KANRI_TAX_RATES = {"JPY": "0.10", "USD": "0.10"}
+# The smallest amount the processor charges, per currency ("JPY:50,USD:0.50"); an amount due
+# below it is not charged but waived (billing.services.charging).
+KANRI_MINIMUM_CHARGE = dict(item.split(":", 1) for item in
+                            env_list("KANRI_MINIMUM_CHARGE", "JPY:50,USD:0.50"))
 KANRI_TAX_ROUNDING = os.environ.get("KANRI_TAX_ROUNDING", "ROUND_DOWN")
 # JPY invoices print it; without the seller's own number they are not qualified invoices and the
 # buyer cannot deduct their tax. Debug prints a placeholder, production must never.
@@ -288,3 +299,5 @@ KANRI_MAX_QUANTITY = 10_000
 KANRI_DEFAULT_TIME_ZONE = os.environ.get("KANRI_DEFAULT_TIME_ZONE", "Asia/Tokyo")
 # Printed on every invoice as the seller (a snapshot is kept per invoice).
 KANRI_SELLER_NAME = os.environ.get("KANRI_SELLER_NAME", "Kanri K.K.")
+# What the customer buys, as the payment history and its CSV name it.
+KANRI_PRODUCT_NAME = os.environ.get("KANRI_PRODUCT_NAME", "Kanri CRM")

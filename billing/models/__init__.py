@@ -1,4 +1,5 @@
 """Billing's nouns, one module each."""
+from billing.models.credit_notes import CreditNote
 from billing.models.invoices import CreditEntry, Invoice, InvoiceLine, InvoiceSequence
 from billing.models.notifications import Notification
 from billing.models.payments import Payment, PaymentMethod
@@ -9,7 +10,8 @@ from billing.models.subscriptions import (
     SubscriptionStatusChange,
     TrialUse,
 )
+from billing.models.webhooks import WebhookEvent
 
-__all__ = ["CreditEntry", "Invoice", "InvoiceLine", "InvoiceSequence", "Notification", "Payment",
-           "PaymentMethod", "Quote", "QuoteLine", "Status", "Subscription",
-           "SubscriptionStatusChange", "TrialUse"]
+__all__ = ["CreditEntry", "CreditNote", "Invoice", "InvoiceLine", "InvoiceSequence",
+           "Notification", "Payment", "PaymentMethod", "Quote", "QuoteLine", "Status",
+           "Subscription", "SubscriptionStatusChange", "TrialUse", "WebhookEvent"]

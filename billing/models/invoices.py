@@ -15,7 +15,7 @@ from billing.models.lines import money_field as _money
 from billing.models.quotes import Quote
 from billing.models.subscriptions import Subscription
 from store import clock
-from store.money import breakdown_from_json
+from store.money import breakdown_from_json, zero
 
 
 class InvoiceSequence(models.Model):
@@ -81,6 +81,15 @@ class Invoice(models.Model):
     @property
     def taxes(self) -> list[dict]:
         return breakdown_from_json(self.tax_breakdown, self.currency)
+
+    @property
+    def amount_waived(self):
+        """What a paid invoice did not collect because its amount due was below the processor's
+        minimum charge (billing.services.charging): the total less credit used and paid."""
+        nothing = zero(self.currency)
+        if self.state != self.State.PAID:
+            return nothing
+        return max(self.total - self.credit_applied - self.amount_paid, nothing)
 
     @property
     def display_plan_name(self) -> str:

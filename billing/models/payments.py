@@ -7,6 +7,7 @@ from billing.models.invoices import Invoice
 from billing.models.lines import money_field
 from billing.models.quotes import Quote
 from store import clock
+from store.models import BillingCycle
 
 BRANDS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express", "jcb": "JCB",
           "diners": "Diners Club", "discover": "Discover", "unionpay": "UnionPay"}
@@ -53,6 +54,12 @@ class Payment(models.Model):
         CARD = "card", _("Card")
         CREDIT = "credit", _("Account credit")  # an invoice paid wholly by credit: no charge
 
+    class Purpose(models.TextChoices):  # what an attempt paid for; derived, not stored
+        PLAN_CHANGE = "plan_change", _("Plan change")
+        LICENCES = "licences", _("Users and add-ons")
+        RENEWAL = "renewal", _("Renewal")
+        RETRY = "retry", _("Renewal retry")
+
     OPEN = (State.PENDING, State.PROCESSING)
 
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
@@ -95,3 +102,67 @@ class Payment(models.Model):
     @property
     def is_open(self) -> bool:
         return self.state in self.OPEN
+
+    # What the payment history prints (billing.selectors.payment_history selects the rows
+    # these read: invoice, quote and its plan, and `renewal_cycle`).
+
+    @property
+    def attempt_number(self) -> int:
+        """The attempt's number on its invoice (renewal keys end in ":attempt:N"), else 1."""
+        head, _sep, number = self.idempotency_key.rpartition(":attempt:")
+        return int(number) if head and number.isdigit() else 1
+
+    @property
+    def purpose(self) -> str:
+        if self.quote_id:
+            quote = self.quote
+            changed = quote.plan_id != quote.from_plan_id or quote.cycle != quote.from_cycle
+            return self.Purpose.PLAN_CHANGE if changed else self.Purpose.LICENCES
+        return self.Purpose.RETRY if self.attempt_number > 1 else self.Purpose.RENEWAL
+
+    def get_purpose_display(self) -> str:
+        return self.Purpose(self.purpose).label
+
+    @property
+    def plan_label(self) -> str:
+        """The plan as the invoice named it, else as the quote offered it."""
+        if self.invoice_id:
+            return self.invoice.display_plan_name
+        return self.quote.plan.display_name if self.quote_id else ""
+
+    @property
+    def cycle(self) -> str:
+        return self.quote.cycle if self.quote_id else getattr(self, "renewal_cycle", "") or ""
+
+    def get_cycle_display(self) -> str:
+        return BillingCycle(self.cycle).label if self.cycle else ""
+
+    @property
+    def outcome(self) -> str:
+        """paid, credit, failed, refunded or pending: the history's status filter's names."""
+        if self.state == self.State.SUCCEEDED:
+            return "credit" if self.paid_with == self.Source.CREDIT else "paid"
+        if self.state in self.OPEN:
+            return "pending"
+        return self.state
+
+    def get_outcome_display(self) -> str:
+        return OUTCOMES[self.outcome]
+
+    @property
+    def reason(self) -> str:
+        """Why it failed, in the reader's language (the stored text is the language of the
+        moment it failed)."""
+        from billing.declines import failure_message
+
+        return failure_message(self.failure_code, self.failure_reason)
+
+    @property
+    def card_label(self) -> str:
+        if self.paid_with == self.Source.CREDIT or not self.card_last4:
+            return ""
+        return f"{BRANDS.get(self.card_brand, self.card_brand.title())} •••• {self.card_last4}"
+
+
+OUTCOMES = {"paid": _("Paid"), "credit": _("Paid by account credit"), "failed": _("Failed"),
+            "refunded": _("Refunded"), "pending": _("Being confirmed")}

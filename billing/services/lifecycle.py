@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest, Least
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Organisation, User
@@ -47,13 +48,19 @@ from billing.models import (
 from billing.models.quotes import LineKind
 from billing.notifications import Event, notifications_send_pending, notify, notify_all
 from billing.pricing import TaxRule
-from billing.selectors import free_move_after
+from billing.selectors import card_runs_out_before, free_move_after
 from billing.services import charging
-from billing.services.invoices import issue_snapshots, next_invoice_number
+from billing.services.invoices import (
+    issue_snapshots,
+    next_invoice_number,
+    payment_by_credit_record,
+    receipt_notify,
+)
 from billing.services.subscriptions import subscription_save, subscription_transition
 from store import clock
 from store.models import Plan
 from store.money import (
+    below_minimum_charge,
     breakdown_to_json,
     format_amount,
     format_money,
@@ -145,8 +152,7 @@ def _card_problem(subscription: Subscription, now: dt.datetime) -> tuple[str, st
     method = subscription.default_payment_method
     if method is None or not subscription.processor_customer_id:
         return "no_card", _("There is no card on file.")
-    local = now.astimezone(dt.UTC)
-    if (method.exp_year, method.exp_month) < (local.year, local.month):
+    if card_runs_out_before(method, now):
         return "expired_card", decline_message("expired_card")
     return None
 
@@ -182,6 +188,10 @@ def subscription_renew(*, subscription_id: int) -> str:
         if _amount_due(invoice) <= zero(invoice.currency):
             renewal_apply_paid(subscription=subscription, invoice=invoice, payment=None)
             return "paid_by_credit"
+        if below_minimum_charge(_amount_due(invoice)):  # waived, never sent (charging's rule)
+            renewal_apply_paid(subscription=subscription, invoice=invoice, payment=None)
+            charging.minimum_charge_waived(invoice=invoice, actor=None)
+            return "below_minimum"
         subscription.open_invoice = invoice
         subscription.save(update_fields=["open_invoice", "credit_balance"])
         payment, token = _open_attempt(subscription, invoice, now)
@@ -210,6 +220,14 @@ def renewal_apply_paid(*, subscription: Subscription, invoice: Invoice,
     subscription_transition(subscription=subscription, to=Status.ACTIVE, actor=None,
                             reason=f"renewal invoice {invoice.number} paid")
     subscription_save(subscription)
+    if payment is None:
+        payment_by_credit_record(invoice=invoice)
+    else:
+        # A card paid: the receipt, which says the subscription renewed and carries the invoice
+        # PDF, is the renewal's one email. Paid without a charge (account credit, or an amount
+        # below the processor's minimum), nothing was taken: "renewed", no receipt.
+        receipt_notify(organisation=subscription.organisation, invoice=invoice, payment=payment)
+        return True
     notify(organisation=subscription.organisation, kind=Notification.Kind.RENEWED,
            key=f"renewed:{invoice.number}",
            context={"number": invoice.number,
@@ -238,10 +256,12 @@ def renewal_payment_failed(*, subscription: Subscription, payment: Payment) -> N
                                             grace_ends=subscription.grace_ends_at)
     subscription_save(subscription)
     organisation = subscription.organisation
+    with translation.override(organisation.language):
+        reason = payment.reason  # in the organisation's language, not the sweep's
     notify(organisation=organisation, kind=Notification.Kind.PAYMENT_FAILED,
            key=f"payment_failed:{payment.idempotency_key}",
            context={"amount": format_money(payment.amount, organisation.language),
-                    "reason": payment.failure_reason,
+                    "reason": reason,
                     "grace_ends": _date(subscription.grace_ends_at, organisation),
                     "next_retry": _date(subscription.next_retry_at, organisation)})
 

@@ -1,4 +1,5 @@
-"""Paying a quote through the three-step charge (billing.services.charging), and the cards.
+"""Paying a quote through the three-step charge (billing.services.charging), and the processor
+customer that cards hang on (the cards themselves: billing.services.cards).
 
 Pay claims the quote in a short transaction (subscription row first, then the quote: the one
 lock order of billing), commits the attempt, calls the processor with no transaction open, and
@@ -14,13 +15,10 @@ from django.db import transaction
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from accounts.audit import audit_record
 from accounts.models import Organisation, User
 from billing import gateway
-from billing.declines import decline_message
 from billing.errors import (
     BillingError,
-    CardDeclined,
     NoPaymentMethod,
     PaymentPending,
     ProcessorCustomerMissing,
@@ -30,6 +28,7 @@ from billing.errors import (
 from billing.models import Invoice, Payment, PaymentMethod, Quote, Subscription
 from billing.pricing import current_price
 from billing.services import charging
+from billing.services.invoices import receipt_notify
 from billing.services.subscriptions import subscription_apply_quote
 from store import clock
 from store.money import format_money, zero
@@ -101,35 +100,6 @@ def _forget_customer(organisation: Organisation, customer_id: str) -> None:
             PaymentMethod.objects.filter(organisation=organisation).delete()
 
 
-def card_save_default(*, organisation: Organisation, payment_method_id: str,
-                      acting_user: User) -> PaymentMethod:
-    """Store what may be stored of a card the processor confirmed, and make it the default."""
-    customer_id = processor_customer_ensure(organisation=organisation)
-    try:
-        card = gateway.card_attach(payment_method_id=payment_method_id, customer_id=customer_id)
-    except gateway.CardRefused as refused:
-        raise CardDeclined(decline_message(refused.code), decline_code=refused.code) \
-            from refused
-    except gateway.ResourceMissing as error:
-        raise BillingError(_("The payment service does not know this card. Enter it again."),
-                           code="card_unknown") from error
-    except gateway.GatewayUnavailable as error:
-        raise _processor_unavailable(error) from error
-    except gateway.GatewayError as error:
-        raise BillingError(str(error), code="processor_error") from error
-    with transaction.atomic():
-        subscription = Subscription.objects.select_for_update().get(organisation=organisation)
-        method, _created = PaymentMethod.objects.update_or_create(
-            processor_id=card.processor_id, organisation=organisation,
-            defaults={"brand": card.brand, "last4": card.last4, "exp_month": card.exp_month,
-                      "exp_year": card.exp_year})
-        subscription.default_payment_method = method
-        subscription.save(update_fields=["default_payment_method"])
-        audit_record(organisation=organisation, actor=acting_user, action="card.added",
-                     target=method, after={"brand": card.brand, "last4": card.last4})
-    return method
-
-
 def _refuse_if_stale(*, quote: Quote, subscription: Subscription) -> None:
     """Refuse a quote whose price may no longer be right. Only called when no attempt of this
     quote has charged or may have charged, so "nothing was charged" is true."""
@@ -185,9 +155,11 @@ def _claim(*, organisation: Organisation, quote_id, acting_user: User) -> _Claim
                              "be applied, so it is refunded in full. Review the change again.")
                            % {"id": charged.processor_id}, code="payment_refunded")
     _refuse_if_stale(quote=quote, subscription=subscription)
-    if quote.amount_due <= zero(quote.currency):
-        return _Claim(invoice=subscription_apply_quote(
-            quote=quote, subscription=subscription, payment=None, actor=acting_user))
+    if quote.amount_due <= zero(quote.currency) or quote.below_minimum_charge:
+        invoice = subscription_apply_quote(quote=quote, subscription=subscription, payment=None,
+                                           actor=acting_user)
+        charging.minimum_charge_waived(invoice=invoice, actor=acting_user)
+        return _Claim(invoice=invoice)
     method = subscription.default_payment_method
     if method is None or not subscription.processor_customer_id:
         raise NoPaymentMethod(_("Add a card to pay %(amount)s.")
@@ -241,6 +213,7 @@ def quote_apply_paid(*, payment: Payment, subscription: Subscription,
         logger.error("payment %s charged for quote %s, which no longer applies",
                      payment.idempotency_key, quote.pk)
         return False
-    subscription_apply_quote(quote=quote, subscription=subscription, payment=payment,
-                             actor=actor)
+    invoice = subscription_apply_quote(quote=quote, subscription=subscription, payment=payment,
+                                       actor=actor)
+    receipt_notify(organisation=quote.organisation, invoice=invoice, payment=payment)
     return True

@@ -18,7 +18,7 @@ from billing.models import (
     TrialUse,
 )
 from billing.models.subscriptions import TRANSITIONS
-from billing.services.invoices import invoice_from_quote
+from billing.services.invoices import invoice_from_quote, payment_by_credit_record
 from billing.services.quotes import refuse_while_payment_open
 from store import clock
 from store.models import Plan
@@ -112,6 +112,8 @@ def subscription_apply_quote(*, quote: Quote, subscription: Subscription,
     if payment:
         payment.invoice = invoice
         payment.save(update_fields=["invoice"])
+    else:
+        payment_by_credit_record(invoice=invoice)
     prices = {}
     for line in invoice.lines.filter(kind="charge").select_related("price", "addon"):
         prices[line.addon.code if line.addon else "plan"] = line.price

@@ -1,9 +1,24 @@
 import pytest
 from django.utils import translation
 
+from tests.accounts.factories import AdminFactory
+
 
 @pytest.fixture(autouse=True)
 def _english():
     """Service messages are matched in English here; the Japanese ones are tested per screen."""
     with translation.override("en"):
         yield
+
+
+@pytest.fixture
+def admin(db):
+    """An organisation's administrator, on Free (files that need another start override it)."""
+    return AdminFactory()
+
+
+@pytest.fixture
+def admin_client(client, admin):
+    client.force_login(admin)
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client

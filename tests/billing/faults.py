@@ -87,3 +87,10 @@ class AnswerDroppingProxy:
 
     def close(self) -> None:
         self.server.close()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused (a stopped service)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again when the block ends

@@ -2,7 +2,7 @@
 import stripe
 from django.conf import settings
 
-from billing.services.payments import card_save_default
+from billing.services.cards import card_add
 
 GOOD_CARD = "4242424242424242"
 DECLINING_CARD = "4000000000000341"  # attaches, then every charge is declined
@@ -14,8 +14,20 @@ def card_on_file(*, organisation, acting_user, number: str = GOOD_CARD):
     method = _sandbox().v1.payment_methods.create(params={
         "type": "card",
         "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}})
-    return card_save_default(organisation=organisation, payment_method_id=method.id,
-                             acting_user=acting_user)
+    return card_add(organisation=organisation, payment_method_id=method.id,
+                    acting_user=acting_user, make_default=True)
+
+
+def processor_card(number: str = GOOD_CARD, *, exp_month: int = 12, exp_year: int = 2030) -> str:
+    """A card as Stripe.js leaves it after the browser's form: a payment method id."""
+    return _sandbox().v1.payment_methods.create(params={
+        "type": "card", "card": {"number": number, "exp_month": exp_month,
+                                 "exp_year": exp_year, "cvc": "123"}}).id
+
+
+def processor_card_customer(payment_method_id: str) -> str | None:
+    """The customer a card is attached to at the processor (None once detached)."""
+    return _sandbox().v1.payment_methods.retrieve(payment_method_id).customer
 
 
 def processor_charges(customer_id: str) -> list:

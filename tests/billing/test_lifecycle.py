@@ -136,7 +136,7 @@ def test_monthly_renewals_follow_the_anchor_through_month_ends(admin):
     assert all(i.amount_paid == Money(6732, "JPY") for i in renewals)
     assert len(succeeded(admin)) == 3
     assert subscription.paid_invoice == renewals.last()
-    assert kinds(admin) == ["renewed", "renewed"]
+    assert kinds(admin) == ["receipt"] * 3  # the purchase, then each renewal by card
 
 
 def test_a_yearly_renewal_charges_a_year(admin):
@@ -165,7 +165,10 @@ def test_account_credit_pays_a_renewal_with_no_charge(admin):
 
     renewal = Invoice.objects.get(kind="renewal")
     assert renewal.state == "paid" and renewal.credit_applied == renewal.total
-    assert renewal.amount_paid == Money(0, "JPY") and not renewal.payments.exists()
+    assert renewal.amount_paid == Money(0, "JPY")
+    # Its line in the payment history says credit paid it; nothing reached the processor.
+    assert [(p.paid_with, p.state, p.amount, p.processor_id) for p in renewal.payments.all()] == [
+        ("credit", "succeeded", renewal.total, "")]
     assert sub(admin).credit_balance == credit_before - renewal.total
     assert len(succeeded(admin)) == charges_before
 
@@ -202,8 +205,9 @@ def test_a_declined_renewal_is_retried_and_paid_on_day_7(admin):
     assert invoice.state == "paid"
     assert list(invoice.payments.order_by("created_at").values_list("state", flat=True)) == [
         "failed", "failed", "failed", "succeeded"]
-    assert kinds(admin) == ["payment_failed"] * 3 + ["renewed"]
-    first_failure = mail.outbox[0]
+    assert kinds(admin) == ["receipt"] + ["payment_failed"] * 3 + ["receipt"]
+    receipt, first_failure = mail.outbox[:2]  # the purchase's receipt went out first
+    assert receipt.attachments[0][0] == "invoice-INV-000001.pdf"
     grace_end = (due + dt.timedelta(days=15)).astimezone(TOKYO).strftime("%Y-%m-%d")
     assert grace_end in first_failure.subject and grace_end in first_failure.body
     assert "/manage/" in first_failure.body

@@ -70,7 +70,7 @@ def test_sweeps_run_twice_at_once_then_again_act_exactly_once(catalog):
     assert _snapshot(admins) == after  # the third run changes nothing
     assert after["statuses"] == sorted([Status.ACTIVE] * 3 + [Status.PAST_DUE] * 2)
     assert after["history"] - before["history"] == 2  # active → past_due, twice
-    assert after["notifications"] - before["notifications"] == 5  # 3 renewed + 2 failed
+    assert after["notifications"] - before["notifications"] == 5  # 3 receipts + 2 failed
     assert after["emails"] - before["emails"] == 5
     assert after["payments"] - before["payments"] == 5  # one attempt per renewal
     assert after["charges"].count("succeeded") - before["charges"].count("succeeded") == 3

@@ -19,6 +19,7 @@ from billing.models import Invoice, Payment, Quote, Subscription
 from billing.services.charging import payments_settle_open
 from store import clock
 from tests.accounts.factories import AdminFactory
+from tests.billing import faults
 from tests.billing.faults import AnswerDroppingProxy
 from tests.billing.helpers import card_on_file, processor_charges
 
@@ -44,9 +45,7 @@ def paying(client, db):
 
 @pytest.fixture
 def closed_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # closed again when the block ends
+    return faults.closed_port()
 
 
 @pytest.fixture

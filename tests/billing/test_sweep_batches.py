@@ -1,7 +1,6 @@
 """The sweeps that move many rows work a batch at a time with a fixed number of statements, and
 their emails go out in one task per batch, each email once even when the mail server fails."""
 import datetime as dt
-import socket
 
 import pytest
 from django.core import mail
@@ -13,6 +12,7 @@ from billing.notifications import Event, notifications_send, notify_all
 from billing.services import lifecycle
 from store import clock
 from tests.billing.factories import subscription_in
+from tests.billing.faults import closed_port
 
 pytestmark = pytest.mark.django_db
 DAY = dt.timedelta(days=1)
@@ -106,12 +106,6 @@ def test_an_event_recorded_twice_is_one_notification_and_one_email(
     assert len(mail.outbox) == 2
     assert notifications_send(keys=["trial_ended:test", "other:test"]) == 0  # already sent
 
-
-def closed_port() -> int:
-    """A loopback port nothing listens on: connecting to it is refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_an_email_the_mail_server_refused_stays_unsent_and_the_retry_sends_it_once():

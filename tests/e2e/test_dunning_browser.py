@@ -13,8 +13,9 @@ from billing.services.payments import quote_pay
 from billing.services.quotes import quote_create
 from store import clock
 from store.models import Plan
-from tests.accounts.factories import PASSWORD, AdminFactory
+from tests.accounts.factories import AdminFactory
 from tests.billing.helpers import DECLINING_CARD, card_on_file
+from tests.e2e.browser import log_in_in_japanese, type_card
 
 pytestmark = pytest.mark.usefixtures("payment_sandbox")
 
@@ -35,23 +36,13 @@ def test_a_past_due_admin_changes_the_card_and_renews(page, live_server, transac
     assert Subscription.objects.get(organisation=admin.organisation).status == Status.PAST_DUE
 
     with clock.travel(due + dt.timedelta(days=2)):  # the live server reads the same clock
-        page.context.add_cookies([{"name": "django_language", "value": "ja",
-                                   "url": live_server.url}])
-        page.goto(f"{live_server.url}/login/")
-        page.get_by_label("メールアドレス").fill(admin.email)
-        page.get_by_label("パスワード").fill(PASSWORD)
-        page.get_by_role("button", name="ログイン").click()
+        log_in_in_japanese(page, live_server, admin.email)
         page.goto(f"{live_server.url}/manage/")
         timeline = page.get_by_test_id("dunning-timeline")
         expect(timeline).to_contain_text((due + dt.timedelta(days=15)).strftime("%Y-%m-%d"))
 
         page.get_by_test_id("dunning").get_by_test_id("change-card").click()
-        card = page.get_by_test_id("card-element")
-        card.get_by_placeholder("number").fill("4242424242424242")
-        card.get_by_placeholder("exp_month").fill("12")
-        card.get_by_placeholder("exp_year").fill("34")
-        card.get_by_placeholder("cvc").fill("123")
-        card.get_by_placeholder("postal_code").fill("1000001")
+        type_card(page, "4242424242424242")
         page.get_by_test_id("save-card").click()
         expect(page.get_by_test_id("default-card")).to_contain_text("4242")
         page.get_by_test_id("dunning").get_by_test_id("renew").click()

@@ -16,7 +16,8 @@ from playwright.sync_api import expect
 from billing.models import Status, Subscription
 from store import clock
 from store.models import Plan
-from tests.accounts.factories import PASSWORD, AdminFactory, UserFactory
+from tests.accounts.factories import AdminFactory, UserFactory
+from tests.e2e.browser import log_in_in_japanese
 
 pytestmark = pytest.mark.usefixtures("payment_sandbox")
 
@@ -34,20 +35,11 @@ def _locked(organisation):
                       locked_at=now - dt.timedelta(days=1), next_retry_at=None)
 
 
-def _log_in_in_japanese(page, live_server, email):
-    page.context.add_cookies([{"name": "django_language", "value": "ja",
-                               "url": live_server.url}])
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_label("メールアドレス").fill(email)
-    page.get_by_label("パスワード").fill(PASSWORD)
-    page.get_by_role("button", name="ログイン").click()
-
-
 def test_a_locked_admin_is_sent_to_the_choices_and_downgrades_to_free(page, live_server,
                                                                      transactional_db):
     admin = AdminFactory(email="boss@locked.test")
     _locked(admin.organisation)
-    _log_in_in_japanese(page, live_server, admin.email)
+    log_in_in_japanese(page, live_server, admin.email)
 
     for path in ("/manage/", "/manage/users/", "/manage/trial/"):
         page.goto(f"{live_server.url}{path}")
@@ -75,7 +67,7 @@ def test_a_member_of_a_locked_organisation_is_told_the_administrator_must_act(
     admin = AdminFactory()
     member = UserFactory(organisation=admin.organisation, email="member@locked.test")
     _locked(admin.organisation)
-    _log_in_in_japanese(page, live_server, member.email)
+    log_in_in_japanese(page, live_server, member.email)
 
     expect(page.get_by_test_id("administrator-must-act")).to_contain_text(
         "管理者による対応が必要です")
@@ -90,7 +82,7 @@ def test_a_past_due_admin_sees_the_dates_of_what_comes_next(page, live_server,
                       payment_failed_at=dt.datetime(2027, 12, 16, 0, 0, tzinfo=dt.UTC),
                       next_retry_at=dt.datetime(2027, 12, 17, 0, 0, tzinfo=dt.UTC),
                       grace_ends_at=dt.datetime(2027, 12, 31, 0, 0, tzinfo=dt.UTC))
-    _log_in_in_japanese(page, live_server, admin.email)
+    log_in_in_japanese(page, live_server, admin.email)
 
     page.goto(f"{live_server.url}/manage/")
 

@@ -6,7 +6,8 @@ import pytest
 from playwright.sync_api import expect
 
 from billing.models import Subscription
-from tests.accounts.factories import PASSWORD, AdminFactory
+from tests.accounts.factories import AdminFactory
+from tests.e2e.browser import log_in_in_japanese, type_card
 
 pytestmark = pytest.mark.usefixtures("payment_sandbox")
 
@@ -14,23 +15,9 @@ pytestmark = pytest.mark.usefixtures("payment_sandbox")
 @pytest.fixture
 def japanese_admin(page, live_server, transactional_db):
     admin = AdminFactory(email="boss@browser.test")
-    page.context.add_cookies([{"name": "django_language", "value": "ja",
-                               "url": live_server.url}])
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_label("メールアドレス").fill(admin.email)
-    page.get_by_label("パスワード").fill(PASSWORD)
-    page.get_by_role("button", name="ログイン").click()
+    log_in_in_japanese(page, live_server, admin.email)
     page.goto(f"{live_server.url}/manage/")
     return admin
-
-
-def _type_card(page, number):
-    card = page.get_by_test_id("card-element")
-    card.get_by_placeholder("number").fill(number)
-    card.get_by_placeholder("exp_month").fill("12")
-    card.get_by_placeholder("exp_year").fill("34")
-    card.get_by_placeholder("cvc").fill("123")
-    card.get_by_placeholder("postal_code").fill("1000001")
 
 
 def test_trial_then_upgrade_and_pay_by_card_then_a_prorated_upgrade(page, live_server,
@@ -47,7 +34,7 @@ def test_trial_then_upgrade_and_pay_by_card_then_a_prorated_upgrade(page, live_s
     page.get_by_role("button", name="続ける").click()
 
     expect(page.get_by_test_id("due-now")).to_have_text("￥12,672")
-    _type_card(page, "4242424242424242")
+    type_card(page, "4242424242424242")
     page.get_by_test_id("pay").click()
 
     expect(page.get_by_test_id("invoice-number")).to_have_text("INV-000001")
@@ -69,7 +56,7 @@ def test_trial_then_upgrade_and_pay_by_card_then_a_prorated_upgrade(page, live_s
 def test_a_declined_card_shows_the_reason_and_keeps_the_plan(page, live_server, japanese_admin):
     page.goto(f"{live_server.url}/manage/plans/standard/")
     page.get_by_role("button", name="続ける").click()
-    _type_card(page, "4000000000000341")
+    type_card(page, "4000000000000341")
     page.get_by_test_id("pay").click()
 
     expect(page.get_by_test_id("pay-error")).to_contain_text("カードが拒否されました")

@@ -9,7 +9,7 @@ from accounts import services
 from accounts.models import LicenceType, Organisation, Role, User
 from billing import gateway
 from billing.errors import BillingError
-from billing.services.payments import card_save_default
+from billing.services.cards import card_add
 
 DEMO_ORG = "Demo Trading K.K."
 DEMO_ADMIN = "admin@demo.kanri.test"
@@ -68,9 +68,9 @@ class Command(BaseCommand):
                     return
                 subscription.processor_customer_id = ""
                 subscription.save(update_fields=["processor_customer_id"])
-                card_save_default(organisation=admin.organisation,
-                                  payment_method_id=gateway.test_card_create(),
-                                  acting_user=admin)
+                card_add(organisation=admin.organisation,
+                         payment_method_id=gateway.test_card_create(), acting_user=admin,
+                         make_default=True)
                 self.stdout.write("Demo card on file: Visa •••• 4242.")
                 return
             except (gateway.GatewayUnavailable, BillingError):
