@@ -2,8 +2,9 @@
 
 Every change to an organisation's people first locks the organisation's row, then re-reads what
 it checks: two admins acting at once are served one after the other, and each sees the other's
-change (so two cannot deactivate each other). Locks are taken in one order: organisation, then
-user (account deletion takes the subscription before both).
+change (so two cannot deactivate each other). A change that needs a free licence (add, reactivate,
+change of licence type) first locks the subscription whose licences it counts. Locks are taken
+in one order: subscription, organisation, user.
 """
 from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, transaction
@@ -13,6 +14,8 @@ from django.utils.translation import gettext as _
 from accounts.audit import audit_record
 from accounts.errors import AccountsError
 from accounts.models import LicenceType, Organisation, Role, User
+from billing.models import Subscription
+from billing.services.licences import licence_require_free
 from billing.services.subscriptions import subscription_create_free
 
 
@@ -64,8 +67,10 @@ def user_add(*, organisation: Organisation, email: str, name: str = "", role: st
     """Add a person to the organisation and email them a link to choose their password."""
     from accounts.tasks import send_invitation  # tasks import services; keep the cycle lazy
 
+    subscription = _lock_subscription(organisation.pk)
     organisation = _lock_organisation(organisation.pk)
     email = _ensure_email_free(email)
+    licence_require_free(subscription=subscription, licence_type=licence_type)
     user = _create_user(email, None, organisation=organisation, name=name.strip(), role=role,
                         licence_type=licence_type)
     audit_record(organisation=organisation, actor=acting_user, action="user.added", target=user,
@@ -73,6 +78,13 @@ def user_add(*, organisation: Organisation, email: str, name: str = "", role: st
     language = get_language()
     transaction.on_commit(lambda: send_invitation.delay(user.pk, language))
     return user
+
+
+def _lock_subscription(organisation_id: int) -> Subscription:
+    """The licences a people change is checked against, locked first (the one lock order:
+    subscription, organisation, user), so a quote removing licences cannot interleave."""
+    return (Subscription.objects.select_for_update(of=("self",)).select_related("plan")
+            .get(organisation_id=organisation_id))
 
 
 def _lock_organisation(organisation_id: int) -> Organisation:
@@ -110,14 +122,37 @@ def user_deactivate(*, user: User, acting_user: User, reason: str = "") -> User:
 
 @transaction.atomic
 def user_reactivate(*, user: User, acting_user: User, reason: str = "") -> User:
-    """Let a deactivated user log in again."""
+    """Let a deactivated user log in again, if a licence of their type is free."""
+    subscription = _lock_subscription(acting_user.organisation_id)
     organisation = _lock_organisation(acting_user.organisation_id)
     user = _lock_user(organisation=organisation, user_id=user.pk)
     if user.is_active:
         raise AccountsError(_("%(email)s is already active.") % {"email": user.email})
+    licence_require_free(subscription=subscription, licence_type=user.licence_type)
     before = _user_state(user)
     user.is_active = True
     user.save(update_fields=["is_active"])
     audit_record(organisation=user.organisation, actor=acting_user, action="user.reactivated",
                  target=user, before=before, after=_user_state(user), reason=reason)
+    return user
+
+
+@transaction.atomic
+def user_change_licence_type(*, user: User, licence_type: str, acting_user: User) -> User:
+    """Move a user to the other licence type; an active user needs a free licence of it."""
+    if licence_type not in LicenceType.values:
+        raise AccountsError(_("Choose a licence type."))
+    subscription = _lock_subscription(acting_user.organisation_id)
+    organisation = _lock_organisation(acting_user.organisation_id)
+    user = _lock_user(organisation=organisation, user_id=user.pk)
+    if user.licence_type == licence_type:
+        raise AccountsError(_("%(email)s already has a %(type)s licence.")
+                            % {"email": user.email, "type": user.get_licence_type_display()})
+    if user.is_active:
+        licence_require_free(subscription=subscription, licence_type=licence_type)
+    before = _user_state(user)
+    user.licence_type = licence_type
+    user.save(update_fields=["licence_type"])
+    audit_record(organisation=organisation, actor=acting_user, action="user.licence_changed",
+                 target=user, before=before, after=_user_state(user))
     return user

@@ -27,4 +27,6 @@ urlpatterns = [
     path("manage/users/add/", views.user_add, name="user_add"),
     path("manage/users/<int:user_id>/deactivate/", views.user_deactivate, name="user_deactivate"),
     path("manage/users/<int:user_id>/reactivate/", views.user_reactivate, name="user_reactivate"),
+    path("manage/users/<int:user_id>/licence-type/", views.user_licence_type,
+         name="user_licence_type"),
 ]

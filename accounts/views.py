@@ -11,7 +11,9 @@ from django.views.decorators.http import require_POST
 from accounts import selectors, services
 from accounts.errors import AccountsError
 from accounts.forms import LoginForm, SignUpForm, UserAddForm
+from accounts.models import LicenceType
 from accounts.permissions import org_admin_required, organisation_is_locked
+from billing.services.licences import NoFreeLicence
 
 
 @login_required
@@ -55,43 +57,69 @@ def lockout(request, credentials, *args, **kwargs):
     return render(request, "accounts/lockout.html", {"minutes": minutes}, status=429)
 
 
+def _users_context(request, **extra) -> dict:
+    """The users page: everyone, the licence panel, and what a refusal needs (extra)."""
+    from billing import selectors as billing_selectors
+
+    organisation = request.user.organisation
+    subscription = billing_selectors.subscription_for_panel(organisation=organisation)
+    counts = selectors.org_user_counts(organisation=organisation)
+    return {"users": selectors.org_users(organisation=organisation),
+            "subscription": subscription, "licence_types": LicenceType.choices,
+            "panel": billing_selectors.licence_panel(subscription=subscription, counts=counts),
+            **extra}
+
+
 @org_admin_required
 def user_list(request):
-    return render(request, "accounts/users.html",
-                  {"users": selectors.org_users(organisation=request.user.organisation)})
+    return render(request, "accounts/users.html", _users_context(request))
 
 
 @org_admin_required
 def user_add(request):
     form = UserAddForm(request.POST or None)
+    shortage = None
     if request.method == "POST" and form.is_valid():
         try:
             user = services.user_add(organisation=request.user.organisation,
                                      acting_user=request.user, **form.cleaned_data)
         except AccountsError as error:
             form.add_error(None, str(error))
+        except NoFreeLicence as error:
+            form.add_error(None, str(error))
+            shortage = error
         else:
             messages.success(request, _("%(email)s was added and invited by email.")
                              % {"email": user.email})
             return redirect("accounts:users")
-    return render(request, "accounts/user_add.html", {"form": form},
+    return render(request, "accounts/user_add.html", {"form": form, "shortage": shortage},
                   status=400 if form.errors else 200)
+
+
+def _refused(request, error: Exception):
+    """Back to the users page with the refusal, and the way out of a licence shortage."""
+    return render(request, "accounts/users.html", _users_context(
+        request, refusal=str(error),
+        shortage=error if isinstance(error, NoFreeLicence) else None), status=400)
 
 
 def _change_activation(request, user_id: int, service, done_message: str):
     user = selectors.org_user_get(organisation=request.user.organisation, user_id=user_id)
     try:
         service(user=user, acting_user=request.user)
-    except AccountsError as error:
-        messages.error(request, str(error))
-        return redirect("accounts:users")
+    except (AccountsError, NoFreeLicence) as error:
+        return _refused(request, error)
     messages.success(request, done_message % {"email": user.email})
     return redirect("accounts:users")
 
 
 @org_admin_required
-@require_POST
 def user_deactivate(request, user_id: int):
+    """A confirmation first: the licence stays on the bill, and where to remove it."""
+    if request.method != "POST":
+        person = selectors.org_user_get(organisation=request.user.organisation,
+                                        user_id=user_id)
+        return render(request, "accounts/user_deactivate.html", {"person": person})
     return _change_activation(
         request, user_id, services.user_deactivate,
         _("%(email)s was deactivated. Their licence is still billed until you reduce "
@@ -103,3 +131,19 @@ def user_deactivate(request, user_id: int):
 def user_reactivate(request, user_id: int):
     return _change_activation(request, user_id, services.user_reactivate,
                               _("%(email)s can log in again."))
+
+
+@org_admin_required
+@require_POST
+def user_licence_type(request, user_id: int):
+    """Move a user to the other licence type (a free licence of it needed if active)."""
+    person = selectors.org_user_get(organisation=request.user.organisation, user_id=user_id)
+    try:
+        services.user_change_licence_type(user=person,
+                                          licence_type=request.POST.get("licence_type", ""),
+                                          acting_user=request.user)
+    except (AccountsError, NoFreeLicence) as error:
+        return _refused(request, error)
+    messages.success(request, _("%(email)s now has a %(type)s licence.")
+                     % {"email": person.email, "type": person.get_licence_type_display()})
+    return redirect("accounts:users")

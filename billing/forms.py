@@ -50,3 +50,28 @@ class PaymentHistoryFilter(forms.Form):
         if data.get("start") and data.get("end") and data["start"] > data["end"]:
             raise forms.ValidationError(_("The start date is after the end date."))
         return data
+
+
+class LicenceChangeForm(forms.Form):
+    """ユーザー/アドオンのアップグレード・ダウングレード: how many to add (or remove), not the
+    new totals. The bounds of a removal are the service's to check and explain."""
+
+    regular = forms.IntegerField(label=_("Regular user licences"), min_value=0,
+                                 max_value=settings.KANRI_MAX_QUANTITY, initial=0,
+                                 required=False)
+    team = forms.IntegerField(label=_("Team user licences"), min_value=0,
+                              max_value=settings.KANRI_MAX_QUANTITY, initial=0, required=False)
+    storage = forms.IntegerField(label=_("Extra storage (GB)"), min_value=0,
+                                 max_value=settings.KANRI_MAX_QUANTITY, initial=0,
+                                 required=False)
+
+    def clean(self):
+        data = super().clean()
+        for name in ("regular", "team", "storage"):  # a one-click form sends only its own
+            if name in data and data[name] is None:
+                data[name] = 0
+        if not self.errors and not any(data.get(name) for name in ("regular", "team",
+                                                                    "storage")):
+            raise forms.ValidationError(_("Enter how many to change: at least one number above "
+                                          "zero."))
+        return data

@@ -9,7 +9,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from djmoney.money import Money
 
-from accounts.models import Organisation
+from accounts.models import LicenceType, Organisation
 from billing import periods
 from billing.models import (
     CreditNote,
@@ -292,3 +292,54 @@ def payment_get(*, organisation: Organisation, payment_id: int) -> Payment:
     return get_object_or_404(
         payment_history(organisation=organisation).prefetch_related("invoice__lines"),
         pk=payment_id)
+
+
+# Licences --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LicenceRow:
+    """One licence type as the panel says it: "you pay for 10 licences: 7 active users,
+    2 deactivated, 1 unused"."""
+
+    licence_type: str
+    label: str
+    purchased: int
+    active: int
+    deactivated: int
+    unused: int  # neither an active nor a deactivated user holds it
+    removable: int  # licences no active user needs (deactivated users' and unused ones)
+    saving: Money | None  # what removing `removable` saves each period, tax included
+
+
+def _saving(subscription: Subscription, price, count: int) -> Money | None:
+    if not count or price is None or subscription.status != Status.ACTIVE:
+        return None
+    subtotal = prorate(price.amount, count, Decimal(1))
+    rate = Decimal(settings.KANRI_TAX_RATES[subscription.currency])
+    return subtotal + tax_on(subtotal, rate, settings.KANRI_TAX_ROUNDING)
+
+
+def licence_panel(*, subscription: Subscription, counts: dict) -> list[LicenceRow]:
+    """The licence panel of the details and users pages, from the subscription (with its
+    prices selected) and `accounts.selectors.org_user_counts`: no query of its own."""
+    rows = []
+    for licence_type, purchased, floor, price in (
+            (LicenceType.REGULAR, subscription.regular_licences, 1, subscription.plan_price),
+            (LicenceType.TEAM, subscription.team_licences, 0, subscription.team_price)):
+        active = counts[licence_type]["active"]
+        deactivated = counts[licence_type]["deactivated"]
+        if not purchased and not active and not deactivated:
+            continue
+        removable = max(0, purchased - max(active, floor))
+        rows.append(LicenceRow(
+            licence_type=licence_type, label=LicenceType(licence_type).label,
+            purchased=purchased, active=active, deactivated=deactivated,
+            unused=max(0, purchased - active - deactivated), removable=removable,
+            saving=_saving(subscription, price, removable)))
+    return rows
+
+
+def subscription_for_panel(*, organisation: Organisation) -> Subscription:
+    """The subscription with what the licence panel reads (plan and the per-period prices)."""
+    return (Subscription.objects.select_related("plan", "plan_price", "team_price")
+            .get(organisation=organisation))

@@ -19,15 +19,30 @@ from accounts.permissions import org_admin_required
 from billing import gateway, pricing, selectors
 from billing.errors import BillingError
 from billing.exports import history_csv
-from billing.forms import ConfigureForm, DeleteAccountForm, PaymentHistoryFilter
+from billing.forms import (
+    ConfigureForm,
+    DeleteAccountForm,
+    LicenceChangeForm,
+    PaymentHistoryFilter,
+)
 from billing.models import Quote, TrialUse
-from billing.services import cards, closure, lifecycle, payments, quotes, subscriptions
+from billing.services import (
+    cards,
+    closure,
+    licences,
+    lifecycle,
+    payments,
+    quotes,
+    subscriptions,
+)
 from store.models import Plan
 
 
 def _details_context(organisation) -> dict:
-    return {"overview": selectors.subscription_overview(organisation=organisation),
-            "counts": account_selectors.org_user_counts(organisation=organisation)}
+    overview = selectors.subscription_overview(organisation=organisation)
+    counts = account_selectors.org_user_counts(organisation=organisation)
+    return {"overview": overview, "counts": counts,
+            "panel": selectors.licence_panel(subscription=overview.subscription, counts=counts)}
 
 
 @org_admin_required
@@ -91,6 +106,56 @@ def configure(request, code: str):
         # (htmx leaves 4xx responses unswapped).
         return render(request, "billing/configure.html#summary", context)
     return render(request, "billing/configure.html", context, status=status)
+
+
+def _licence_screen(request, *, remove: bool):
+    """ユーザー/アドオンのアップグレード (add) and ダウングレード (remove): how many, the price
+    of the change live, then the same quote, review and Pay as a plan change."""
+    organisation = request.user.organisation
+    subscription = pricing.subscription_for_pricing(organisation=organisation)
+    try:
+        licences.licence_change(subscription=subscription, regular=0, team=0, storage=0,
+                                remove=False)
+        refusal = ""
+    except BillingError as refused:
+        refusal = str(refused)
+    form = LicenceChangeForm(request.POST or request.GET or None)
+    priced, error, status = None, "", 200
+    if refusal:
+        error, status = refusal, 400 if form.is_bound else 200
+    elif form.is_bound and form.is_valid():
+        try:
+            change = licences.licence_change(subscription=subscription, remove=remove,
+                                             **form.cleaned_data)
+            if request.method == "POST":
+                quote = quotes.quote_create(organisation=organisation, acting_user=request.user,
+                                            change=change)
+                return redirect("billing:review", quote_id=quote.pk)
+            priced = pricing.quote_price(organisation=organisation, subscription=subscription,
+                                        change=change)
+        except BillingError as refused:
+            error, status = str(refused), 400
+    elif form.is_bound:
+        error, status = " ".join(str(message) for messages_ in form.errors.values()
+                                 for message in messages_), 400
+    context = {"form": form, "priced": priced, "error": error, "refusal": refusal,
+               "subscription": subscription, "remove": remove,
+               "panel": selectors.licence_panel(
+                   subscription=subscription,
+                   counts=account_selectors.org_user_counts(organisation=organisation))}
+    if request.htmx:
+        return render(request, "billing/licences.html#summary", context)
+    return render(request, "billing/licences.html", context, status=status)
+
+
+@org_admin_required
+def licences_add(request):
+    return _licence_screen(request, remove=False)
+
+
+@org_admin_required
+def licences_remove(request):
+    return _licence_screen(request, remove=True)
 
 
 def _review_context(request, quote: Quote) -> dict:

@@ -29,6 +29,7 @@ from billing.models import Invoice, Payment, PaymentMethod, Quote, Subscription
 from billing.pricing import current_price
 from billing.services import charging
 from billing.services.invoices import receipt_notify
+from billing.services.licences import licences_cover_active_users
 from billing.services.subscriptions import subscription_apply_quote
 from store import clock
 from store.money import format_money, zero
@@ -116,6 +117,12 @@ def _refuse_if_stale(*, quote: Quote, subscription: Subscription) -> None:
         if now_price != line.price:
             raise StaleQuote(_("Prices changed after this quote was made. Review the change "
                                "again: nothing was charged."), code="prices_changed")
+    if short := licences_cover_active_users(organisation=quote.organisation,
+                                            regular=quote.regular_licences,
+                                            team=quote.team_licences):
+        raise StaleQuote(_("Users were added after this quote was made: %(why)s Review the "
+                           "change again: nothing was charged.") % {"why": short},
+                         code="licences_below_active_users")
 
 
 @dataclass(frozen=True)
@@ -209,7 +216,10 @@ def quote_apply_paid(*, payment: Payment, subscription: Subscription,
     if payment.quote_id is None:
         return False
     quote = Quote.objects.select_for_update().select_related("plan").get(pk=payment.quote_id)
-    if quote.state == Quote.State.PAID or subscription.version != quote.subscription_version:
+    if (quote.state == Quote.State.PAID or subscription.version != quote.subscription_version
+            or licences_cover_active_users(organisation=quote.organisation,
+                                           regular=quote.regular_licences,
+                                           team=quote.team_licences)):
         logger.error("payment %s charged for quote %s, which no longer applies",
                      payment.idempotency_key, quote.pk)
         return False

@@ -14,6 +14,7 @@ from accounts import services
 from accounts.errors import AccountsError
 from accounts.models import AuditEvent, LicenceType, Role, User
 from tests.accounts.factories import PASSWORD, AdminFactory, UserFactory
+from tests.billing.factories import paid_quote_applied
 
 
 @pytest.fixture
@@ -35,6 +36,8 @@ def _state(user):
 # The invitation is sent on commit: these tests commit for real.
 @pytest.mark.django_db(transaction=True)
 def test_admin_adds_a_team_user_who_is_invited_by_email(admin_client, admin):
+    with transaction.atomic():
+        paid_quote_applied(admin=admin, team=1)  # a team licence to give
     response = admin_client.post(reverse("accounts:user_add"), {
         "email": "New.Person@example.test", "name": "新人", "role": Role.MEMBER,
         "licence_type": LicenceType.TEAM}, HTTP_ACCEPT_LANGUAGE="en", follow=True)
@@ -262,13 +265,15 @@ def test_a_member_posting_to_deactivate_gets_403_and_nothing_changes(client, adm
     assert _state(admin)[0] is True
 
 
-def test_deactivate_is_post_only(admin_client, admin):
+def test_deactivate_asks_first_saying_the_licence_stays_on_the_bill(admin_client, admin):
     person = UserFactory(organisation=admin.organisation)
 
     response = admin_client.get(reverse("accounts:user_deactivate", args=[person.pk]))
 
-    assert response.status_code == 405
-    assert _state(person)[0] is True
+    page = response.content.decode()
+    assert response.status_code == 200 and "stays on the bill" in page
+    assert reverse("billing:licences_remove") in page
+    assert _state(person)[0] is True  # a GET changes nothing
 
 
 def test_a_post_without_the_csrf_token_is_refused(admin):
@@ -296,6 +301,6 @@ def test_the_user_list_query_count_does_not_grow_with_the_organisation(
         admin_client, admin, django_assert_num_queries):
     UserFactory.create_batch(25, organisation=admin.organisation)
 
-    # session, user, organisation, users
-    with django_assert_num_queries(4):
+    # session, user, organisation, subscription (the licence panel), user counts, users
+    with django_assert_num_queries(6):
         admin_client.get(reverse("accounts:users"))

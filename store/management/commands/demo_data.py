@@ -1,15 +1,25 @@
-"""Load a demo organisation for `make run` (idempotent) and print its login."""
+"""Load a demo organisation for `make run` (idempotent) and print its login.
+
+Without the payment sandbox the organisation stays on Free with the people its three licences
+allow. With `--card` (the sandbox answering) it gets a test card, buys Standard monthly with five
+regular and two team licences (a real charge at the sandbox), and then the rest of its people
+join: the licence panel then reads "5 licences: 3 active users, 1 deactivated, 1 unused"."""
 import os
 import time
 
 from django.core.management.base import BaseCommand
-from django.db import transaction
 
 from accounts import services
 from accounts.models import LicenceType, Organisation, Role, User
 from billing import gateway
 from billing.errors import BillingError
+from billing.models import Status
+from billing.pricing import Change
 from billing.services.cards import card_add
+from billing.services.licences import NoFreeLicence
+from billing.services.payments import quote_pay
+from billing.services.quotes import quote_create
+from store.models import Plan
 
 DEMO_ORG = "Demo Trading K.K."
 DEMO_ADMIN = "admin@demo.kanri.test"
@@ -32,8 +42,7 @@ class Command(BaseCommand):
                             help="also put a test card on file at the payment sandbox, waiting "
                                  "up to 30 s for it to answer")
 
-    @transaction.atomic
-    def handle(self, *args, **options):
+    def handle(self, *args, **options):  # each service is its own transaction
         admin = User.objects.filter(email=DEMO_ADMIN).first()
         if admin is None:
             admin = services.organisation_sign_up(org_name=DEMO_ORG, email=DEMO_ADMIN,
@@ -41,20 +50,42 @@ class Command(BaseCommand):
             admin.name = "山本 太郎"
             admin.save(update_fields=["name"])
         organisation: Organisation = admin.organisation
+        if options["card"]:
+            self._card(admin)
+            self._buy(admin)
+        waiting = []
         for email, name, role, licence_type, active in PEOPLE:
             user = User.objects.filter(email=email).first()
             if user is None:
-                user = services.user_add(organisation=organisation, email=email, name=name,
-                                         role=role, licence_type=licence_type, acting_user=admin)
+                try:
+                    user = services.user_add(organisation=organisation, email=email, name=name,
+                                             role=role, licence_type=licence_type,
+                                             acting_user=admin)
+                except NoFreeLicence:
+                    waiting.append(email)
+                    continue
                 user.set_password(DEMO_PASSWORD)
                 user.save(update_fields=["password"])
             if not active and user.is_active:
                 services.user_deactivate(user=user, acting_user=admin, reason="demo data")
-        if options["card"]:
-            self._card(admin)
+        if waiting:
+            self.stdout.write(f"No free licence yet for {', '.join(waiting)}: they join when "
+                              "`demo_data --card` buys the demo plan.")
         self.stdout.write(self.style.SUCCESS(
             f"Demo organisation '{organisation.name}': log in as {DEMO_ADMIN} / {DEMO_PASSWORD} "
             f"(members use the same password)."))
+
+    def _buy(self, admin: User) -> None:
+        """Standard monthly, 5 regular and 2 team licences, paid with the card; once."""
+        organisation = admin.organisation
+        if organisation.subscription.status != Status.FREE or organisation.invoices.exists():
+            return
+        quote = quote_create(organisation=organisation, acting_user=admin, change=Change(
+            Plan.objects.get(code="standard"), "monthly", 5, 2, 0))
+        result = quote_pay(organisation=organisation, quote_id=quote.pk, acting_user=admin)
+        if result.invoice is None:
+            raise BillingError(result.failure or "the demo plan could not be bought")
+        self.stdout.write(f"Demo plan bought: Standard, invoice {result.invoice.number}.")
 
     def _card(self, admin: User) -> None:
         """The sandbox starts empty every run: give the demo organisation a customer and a card
