@@ -7,6 +7,7 @@ from billing.models import (
     CreditNote,
     Invoice,
     InvoiceLine,
+    LicenceLedgerEntry,
     Payment,
     PaymentMethod,
     Quote,
@@ -116,3 +117,14 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     list_display = ["received_at", "type", "event_id", "outcome", "processed_at"]
     list_filter = ["outcome", "type"]
     search_fields = ["event_id", "detail"]
+
+
+@admin.register(LicenceLedgerEntry)
+class LicenceLedgerEntryAdmin(ReadOnlyAdmin):
+    """Append-only: every change of purchased licences and storage, and what caused it."""
+
+    list_display = ["created_at", "organisation", "item", "delta", "quantity_after",
+                    "actor_kind", "actor", "quote", "invoice", "reason"]
+    list_filter = ["item", "created_at"]
+    search_fields = ["organisation__name"]
+    list_select_related = ["organisation", "actor", "invoice"]

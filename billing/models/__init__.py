@@ -1,6 +1,7 @@
 """Billing's nouns, one module each."""
 from billing.models.credit_notes import CreditNote
 from billing.models.invoices import CreditEntry, Invoice, InvoiceLine, InvoiceSequence
+from billing.models.ledger import LedgerItem, LicenceLedgerEntry
 from billing.models.notifications import Notification
 from billing.models.payments import Payment, PaymentMethod
 from billing.models.quotes import Quote, QuoteLine
@@ -13,5 +14,6 @@ from billing.models.subscriptions import (
 from billing.models.webhooks import WebhookEvent
 
 __all__ = ["CreditEntry", "CreditNote", "Invoice", "InvoiceLine", "InvoiceSequence",
-           "Notification", "Payment", "PaymentMethod", "Quote", "QuoteLine", "Status",
-           "Subscription", "SubscriptionStatusChange", "TrialUse", "WebhookEvent"]
+           "LedgerItem", "LicenceLedgerEntry", "Notification", "Payment", "PaymentMethod",
+           "Quote", "QuoteLine", "Status", "Subscription", "SubscriptionStatusChange",
+           "TrialUse", "WebhookEvent"]

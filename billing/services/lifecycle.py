@@ -18,6 +18,8 @@ Rules (SPEC "Subscription states"; periods from `billing.periods`):
   invoice void (kept).
 - A trial's admins are reminded `KANRI_TRIAL_REMINDER_DAYS` before it ends; at its end the
   organisation returns to Free unless it bought.
+- A move to Free writes the licence ledger rows of the quantities it changed, one INSERT per batch
+  (billing.services.ledger).
 """
 import datetime as dt
 import logging
@@ -56,6 +58,7 @@ from billing.services.invoices import (
     payment_by_credit_record,
     receipt_notify,
 )
+from billing.services.ledger import QUANTITY_FIELDS, LedgerChange, ledger_record_many
 from billing.services.subscriptions import subscription_save, subscription_transition
 from store import clock
 from store.models import Plan
@@ -404,7 +407,7 @@ def sweep_locks() -> dict:
 
 def _free_changes(free: Plan) -> dict:
     """What moving to Free sets, as one UPDATE's values: Free's plan and user limit, nothing
-    bought, no period, no dunning."""
+    bought, no period, no dunning. `_free_quantities` is the same rule for the ledger."""
     return {
         "plan": free, "regular_licences": Greatest(Value(1), Least(F("regular_licences"),
                                                                    Value(free.max_users or 1))),
@@ -414,6 +417,23 @@ def _free_changes(free: Plan) -> dict:
         "payment_failed_at": None, "grace_ends_at": None, "next_retry_at": None,
         "locked_at": None, "trial_ends_at": None,
     }
+
+
+def _free_quantities(row: dict, free: Plan) -> dict:
+    """A row's quantities after `_free_changes`' UPDATE, computed the way the UPDATE does."""
+    return {"regular_licences": max(1, min(row["regular_licences"], free.max_users or 1)),
+            "team_licences": 0, "storage_units": 0}
+
+
+def _move_to_free(batch: list[dict], reason: str, now: dt.datetime, free: Plan) -> None:
+    """Move a batch to Free (one UPDATE, one history INSERT; the caller holds the rows' locks)
+    with a ledger row per quantity that changed (one INSERT for the batch, none when none did)."""
+    ledger_record_many(
+        (LedgerChange(row["id"], row["organisation_id"],
+                      {field: row[field] for field in QUANTITY_FIELDS},
+                      _free_quantities(row, free))
+         for row in batch), reason=reason, now=now)
+    _move(batch, Status.FREE, reason, now, **_free_changes(free))
 
 
 def sweep_moves_to_free() -> dict:
@@ -435,7 +455,7 @@ def sweep_moves_to_free() -> dict:
         if invoices:
             Invoice.objects.filter(pk__in=invoices, state=Invoice.State.OPEN).update(
                 state=Invoice.State.VOID, voided_at=now)
-        _move(due, Status.FREE, "locked for too long: moved to Free", now, **_free_changes(free))
+        _move_to_free(due, "locked for too long: moved to Free", now, free)
         notify_all([Event(row["organisation_id"], Notification.Kind.MOVED_TO_FREE,
                           f"moved_to_free:{row['id']}:{row['open_invoice__number'] or ''}",
                           {"number": row["open_invoice__number"] or ""})
@@ -444,7 +464,7 @@ def sweep_moves_to_free() -> dict:
 
     return {"moved_to_free": _batched(
         candidates, ("organisation_id", "organisation__time_zone", "locked_at",
-                     "open_invoice_id", "open_invoice__number"), move)}
+                     "open_invoice_id", "open_invoice__number", *QUANTITY_FIELDS), move)}
 
 
 # What a trial's emails read of its row: the plan's name in the organisation's language.
@@ -481,7 +501,7 @@ def sweep_trial_ends() -> dict:
     free = Plan.objects.get(code="free")
 
     def end(batch):
-        _move(batch, Status.FREE, "trial ended without a purchase", now, **_free_changes(free))
+        _move_to_free(batch, "trial ended without a purchase", now, free)
         notify_all([Event(row["organisation_id"], Notification.Kind.TRIAL_ENDED,
                           f"trial_ended:{row['id']}:{row['plan__code']}",
                           {"plan": _plan_name(row)})
@@ -490,7 +510,7 @@ def sweep_trial_ends() -> dict:
 
     return {"trials_ended": _batched(
         Subscription.objects.filter(status=Status.TRIALING, trial_ends_at__lte=now),
-        TRIAL_FIELDS, end)}
+        (*TRIAL_FIELDS, *QUANTITY_FIELDS), end)}
 
 
 SWEEPS = {"trial_reminders": sweep_trial_reminders, "trial_ends": sweep_trial_ends,

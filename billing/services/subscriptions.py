@@ -19,6 +19,7 @@ from billing.models import (
 )
 from billing.models.subscriptions import TRANSITIONS
 from billing.services.invoices import invoice_from_quote, payment_by_credit_record
+from billing.services.ledger import ledger_record, quantities
 from billing.services.quotes import refuse_while_payment_open
 from store import clock
 from store.models import Plan
@@ -28,13 +29,18 @@ __all__ = ["IllegalTransition", "subscription_apply_quote", "subscription_create
            "subscription_transition", "trial_start"]
 
 
+@transaction.atomic
 def subscription_create_free(*, organisation: Organisation) -> Subscription:
-    """Every new organisation starts on Free, with Free's user licences."""
+    """Every new organisation starts on Free, with Free's user licences: the ledger's opening
+    row (no rows for team licences and storage, which start at 0)."""
     free = Plan.objects.get(code="free")
-    return Subscription.objects.create(
+    subscription = Subscription.objects.create(
         organisation=organisation, plan=free, currency=organisation.currency,
         regular_licences=free.max_users or 1, status=Status.FREE,
         credit_balance=zero(organisation.currency))
+    ledger_record(subscription, {}, quantities(subscription), actor=None,
+                  reason="opened on Free")
+    return subscription
 
 
 def subscription_snapshot(subscription: Subscription) -> dict:
@@ -107,6 +113,7 @@ def subscription_apply_quote(*, quote: Quote, subscription: Subscription,
     """Apply a paid quote: its invoice, the new configuration, the period and its anchor, the
     status. The caller holds the subscription's and the quote's row locks, in that order."""
     before = subscription_snapshot(subscription)
+    held = quantities(subscription)
     invoice = invoice_from_quote(quote=quote, subscription=subscription,
                                  amount_paid=payment.amount if payment else zero(quote.currency))
     if payment:
@@ -145,6 +152,8 @@ def subscription_apply_quote(*, quote: Quote, subscription: Subscription,
     subscription_save(subscription)
     quote.state = Quote.State.PAID
     quote.save(update_fields=["state"])
+    ledger_record(subscription, held, quantities(subscription), actor=actor, quote=quote,
+                  invoice=invoice, reason=f"quote {quote.pk} paid ({quote.plan.code})")
     audit_record(organisation=quote.organisation, actor=actor,
                  action="subscription.changed", target=subscription, before=before,
                  after={**subscription_snapshot(subscription), "invoice": invoice.number})

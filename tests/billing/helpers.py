@@ -2,6 +2,7 @@
 import stripe
 from django.conf import settings
 
+from billing.ledger_checks import ledger_mismatches
 from billing.services.cards import card_add
 
 GOOD_CARD = "4242424242424242"
@@ -48,3 +49,10 @@ def processor_customer_gone(customer_id: str) -> bool:
 def _sandbox() -> stripe.StripeClient:
     return stripe.StripeClient(settings.STRIPE_API_KEY,
                                base_addresses={"api": settings.STRIPE_API_BASE})
+
+
+def assert_ledger_matches() -> None:
+    """Every subscription's licences and storage units equal its licence ledger's sums (call it
+    after a scenario; billing.ledger_checks does the one-query comparison)."""
+    mismatches = ledger_mismatches()
+    assert not mismatches, "\n".join(str(mismatch) for mismatch in mismatches)
