@@ -268,7 +268,8 @@ def test_a_member_posting_to_deactivate_gets_403_and_nothing_changes(client, adm
 def test_deactivate_asks_first_saying_the_licence_stays_on_the_bill(admin_client, admin):
     person = UserFactory(organisation=admin.organisation)
 
-    response = admin_client.get(reverse("accounts:user_deactivate", args=[person.pk]))
+    response = admin_client.get(reverse("accounts:user_deactivate", args=[person.pk]),
+                                HTTP_ACCEPT_LANGUAGE="en")
 
     page = response.content.decode()
     assert response.status_code == 200 and "stays on the bill" in page

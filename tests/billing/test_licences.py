@@ -4,13 +4,21 @@ import itertools
 import re
 
 import pytest
+from django.db import transaction
 from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from accounts.errors import AccountsError
 from accounts.models import LicenceType, User
 from accounts.services import user_add, user_change_licence_type, user_deactivate, user_reactivate
+from billing.errors import BillingError
+from billing.ledger_checks import ledger_mismatches
 from billing.models import Quote, Subscription
-from billing.services.licences import NoFreeLicence
+from billing.services.licences import NoFreeLicence, active_users, licence_change
 from billing.services.payments import quote_pay
+from billing.services.quotes import quote_create
+from billing.services.subscriptions import subscription_apply_quote
 from tests.accounts.factories import AdminFactory, UserFactory
 from tests.billing.factories import paid_quote_applied
 from tests.billing.helpers import card_on_file
@@ -197,3 +205,59 @@ def test_a_removal_quote_made_before_a_user_was_added_is_refused_as_stale(admin_
     result_page = admin_client.post(reverse("billing:pay", args=[quote.pk]), follow=True)
     assert "Users were added after this quote was made" in result_page.content.decode()
     assert subscription(admin).regular_licences == 4
+
+
+# Any sequence of changes -------------------------------------------------------------------------
+
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.sampled_from(["regular", "team"]), st.integers(1, 3)),
+    st.tuples(st.just("remove"), st.sampled_from(["regular", "team"]), st.integers(1, 3)),
+    st.tuples(st.just("invite"), st.sampled_from(LicenceType.values), st.integers(0, 0)),
+    st.tuples(st.just("deactivate"), st.just(""), st.integers(0, 20)),
+    st.tuples(st.just("reactivate"), st.just(""), st.integers(0, 20)),
+    st.tuples(st.just("retype"), st.sampled_from(LicenceType.values), st.integers(0, 20)),
+), min_size=1, max_size=12)
+
+
+def _step(admin, kind: str, licence_type: str, number: int) -> None:
+    organisation = admin.organisation
+    people = list(User.objects.filter(organisation=organisation).exclude(pk=admin.pk)
+                  .order_by("pk"))
+    try:
+        if kind in ("add", "remove"):
+            subscription = Subscription.objects.select_related("plan").get(
+                organisation=organisation)
+            counts = {"regular": 0, "team": 0, "storage": 0, licence_type: number}
+            change = licence_change(subscription=subscription, remove=kind == "remove",
+                                    **counts)
+            quote = quote_create(organisation=organisation, acting_user=admin, change=change)
+            with transaction.atomic():
+                locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+                subscription_apply_quote(quote=quote, subscription=locked, payment=None,
+                                         actor=admin)
+        elif kind == "invite":
+            members(admin, 1, licence_type)
+        elif people and kind == "deactivate":
+            user_deactivate(user=people[number % len(people)], acting_user=admin)
+        elif people and kind == "reactivate":
+            user_reactivate(user=people[number % len(people)], acting_user=admin)
+        elif people and kind == "retype":
+            user_change_licence_type(user=people[number % len(people)],
+                                     licence_type=licence_type, acting_user=admin)
+    except (BillingError, AccountsError):
+        pass  # refused: the invariants below must hold all the same
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS)
+def test_any_sequence_keeps_active_users_within_licences_and_the_ledger_whole(db, steps):
+    admin = AdminFactory()
+    paid_quote_applied(admin=admin, regular=2, team=1)
+    for kind, licence_type, number in steps:
+        _step(admin, kind, licence_type, number)
+        subscription = Subscription.objects.get(organisation=admin.organisation)
+        active = active_users(admin.organisation_id)
+        assert active[LicenceType.REGULAR] <= subscription.regular_licences
+        assert active[LicenceType.TEAM] <= subscription.team_licences
+        assert ledger_mismatches() == []
