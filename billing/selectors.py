@@ -343,3 +343,50 @@ def subscription_for_panel(*, organisation: Organisation) -> Subscription:
     """The subscription with what the licence panel reads (plan and the per-period prices)."""
     return (Subscription.objects.select_related("plan", "plan_price", "team_price")
             .get(organisation=organisation))
+
+
+# Usage -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UsageBar:
+    key: str  # records, storage, users_regular, users_team
+    used: int
+    limit: int | None  # None: no limit
+    unit: str  # "" for counts, "MB"
+
+    @property
+    def percent(self) -> int:
+        if not self.limit:
+            return 0 if self.limit is None else 100
+        return min(100, round(self.used * 100 / self.limit))
+
+    @property
+    def over(self) -> bool:
+        return self.limit is not None and self.used > self.limit
+
+    @property
+    def at_limit(self) -> bool:
+        """Nothing more fits: creating a record is refused from here (usage >= limit)."""
+        return self.limit is not None and self.used >= self.limit
+
+    @property
+    def to_free(self) -> int:
+        """How many to delete before one more fits."""
+        return max(0, self.used - self.limit + 1) if self.limit is not None else 0
+
+
+def usage_panel(*, subscription: Subscription, counts: dict) -> tuple:
+    """The details page's usage panel: (entitlements, bars), from the subscription loaded with
+    its plan and organisation and `accounts.selectors.org_user_counts` (one query: storage)."""
+    from billing.entitlements import entitlements_from
+
+    active = {kind: counts[kind]["active"] for kind in LicenceType.values}
+    entitled = entitlements_from(subscription=subscription, active=active)
+    bars = [UsageBar("records", entitled.usage.records, entitled.limits.records, ""),
+            UsageBar("storage", entitled.usage.storage_mb, entitled.limits.storage_mb, "MB"),
+            UsageBar("users_regular", active[LicenceType.REGULAR],
+                     entitled.limits.users[LicenceType.REGULAR], "")]
+    if entitled.limits.users[LicenceType.TEAM] or active[LicenceType.TEAM]:
+        bars.append(UsageBar("users_team", active[LicenceType.TEAM],
+                             entitled.limits.users[LicenceType.TEAM], ""))
+    return entitled, bars

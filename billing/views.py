@@ -41,7 +41,8 @@ from store.models import Plan
 def _details_context(organisation) -> dict:
     overview = selectors.subscription_overview(organisation=organisation)
     counts = account_selectors.org_user_counts(organisation=organisation)
-    return {"overview": overview, "counts": counts,
+    entitled, bars = selectors.usage_panel(subscription=overview.subscription, counts=counts)
+    return {"overview": overview, "counts": counts, "entitled": entitled, "usage_bars": bars,
             "panel": selectors.licence_panel(subscription=overview.subscription, counts=counts)}
 
 

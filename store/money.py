@@ -6,7 +6,7 @@ stand on it.
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
-from babel.numbers import format_currency, get_currency_precision
+from babel.numbers import format_currency, format_decimal, get_currency_precision
 from django.conf import settings
 from djmoney.money import Money
 
@@ -113,3 +113,9 @@ def breakdown_to_json(groups: list[dict]) -> list[dict]:
 def breakdown_from_json(rows: list[dict], currency: str) -> list[dict]:
     return [{"rate": Decimal(row["rate"]), "subtotal": Money(Decimal(row["subtotal"]), currency),
              "tax": Money(Decimal(row["tax"]), currency)} for row in rows]
+
+
+def format_number(number: int, language: str | None) -> str:
+    """A count as a person reads it in `language`: 12,340."""
+    locale = {"ja": "ja_JP", "en": "en_US"}.get((language or "en")[:2], "en_US")
+    return format_decimal(number, locale=locale)
