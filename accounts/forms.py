@@ -72,3 +72,23 @@ class UserAddForm(forms.Form):
         if User.objects.filter(email__iexact=email).exists():
             raise forms.ValidationError(_("An account with this email address already exists."))
         return email
+
+
+class ActivityFilter(forms.Form):
+    """The activity page's filter: what kind of change, and a date range."""
+
+    KINDS = [("", _("All")), ("subscription", _("Plan and licences")), ("user", _("Users")),
+             ("card", _("Cards")), ("payment", _("Payments")), ("invoice", _("Invoices")),
+             ("api_key", _("API keys")), ("organisation", _("Organisation"))]
+
+    kind = forms.ChoiceField(label=_("Kind"), choices=KINDS, required=False)
+    start = forms.DateField(label=_("From"), required=False,
+                            widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_("To"), required=False,
+                          widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise forms.ValidationError(_("The start date is after the end date."))
+        return data

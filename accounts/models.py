@@ -135,3 +135,58 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action}"
+
+    # What the activity page prints.
+
+    def get_action_display(self) -> str:
+        return str(ACTION_LABELS.get(self.action, self.action))
+
+    @property
+    def who(self) -> str:
+        """The actor as the organisation sees it: support staff are "Kanri support"."""
+        if self.actor_kind == ActorKind.STAFF:
+            return str(_("Kanri support"))
+        if self.actor_kind == ActorKind.SYSTEM:
+            return str(_("Kanri (automatic)"))
+        return self.actor_label
+
+    @property
+    def changes(self) -> list[tuple[str, str, str]]:
+        """(what, before, after) for each value the change touched."""
+        keys = [key for key in {**self.before, **self.after}
+                if self.before.get(key) != self.after.get(key)]
+        return [(str(FIELD_LABELS.get(key, key)), _shown(self.before.get(key)),
+                 _shown(self.after.get(key))) for key in keys]
+
+
+def _shown(value) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return str(_("yes") if value else _("no"))
+    return str(value)
+
+
+ACTION_LABELS = {
+    "organisation.created": _("Organisation created"),
+    "organisation.deleted": _("Account deleted"),
+    "user.added": _("User added"), "user.deactivated": _("User deactivated"),
+    "user.reactivated": _("User reactivated"),
+    "user.licence_changed": _("User's licence type changed"),
+    "subscription.changed": _("Plan or licences changed"),
+    "subscription.trial_started": _("Trial started"),
+    "card.added": _("Card added"), "card.saved": _("Card saved"),
+    "card.default": _("Default card changed"), "card.replaced": _("Card changed"),
+    "card.deleted": _("Card deleted"), "card.updated": _("Card updated by the card issuer"),
+    "payment.failed": _("Payment failed"), "payment.refunded": _("Payment refunded"),
+    "invoice.minimum_charge_waived": _("Amount below the minimum charge waived"),
+    "api_key.created": _("API key created"), "api_key.revoked": _("API key revoked"),
+}
+FIELD_LABELS = {
+    "plan": _("Plan"), "cycle": _("Billing cycle"), "status": _("Status"),
+    "regular_licences": _("Regular user licences"), "team_licences": _("Team user licences"),
+    "storage_units": _("Extra storage (GB)"), "period_end": _("Period end"),
+    "role": _("Role"), "licence_type": _("Licence type"), "is_active": _("Active"),
+    "email": _("Email address"), "brand": _("Card"), "last4": _("Last 4 digits"),
+    "expiry": _("Expiry"), "default": _("Default"), "name": _("Name"),
+}

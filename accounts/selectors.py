@@ -1,8 +1,11 @@
 """Reads about organisations and their people, always scoped to one organisation."""
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 
-from accounts.models import LicenceType, Organisation, User
+from accounts.models import AuditEvent, LicenceType, Organisation, User
 
 
 def org_user_get(*, organisation: Organisation, user_id: int) -> User:
@@ -23,3 +26,25 @@ def org_user_counts(*, organisation: Organisation) -> dict[str, dict[str, int]]:
     for row in rows:
         counts[row["licence_type"]] = {"active": row["active"], "deactivated": row["deactivated"]}
     return counts
+
+
+# The activity page: the organisation's audit trail --------------------------------------------
+
+ACTIVITY_KINDS = ("subscription", "user", "card", "payment", "invoice", "api_key",
+                  "organisation")
+
+
+def activity(*, organisation: Organisation, kind: str = "", start=None, end=None):
+    """The organisation's audit events, newest first; `kind` is the action's prefix
+    (subscription, user, card, ...), `start`/`end` days on the organisation's clock."""
+    events = AuditEvent.objects.filter(organisation=organisation).order_by("-created_at", "-id")
+    if kind:
+        events = events.filter(action__startswith=f"{kind}.")
+    zone = ZoneInfo(organisation.time_zone)
+    if start:
+        events = events.filter(created_at__gte=dt.datetime.combine(start, dt.time(),
+                                                                   tzinfo=zone))
+    if end:
+        events = events.filter(created_at__lt=dt.datetime.combine(
+            end + dt.timedelta(days=1), dt.time(), tzinfo=zone))
+    return events

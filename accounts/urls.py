@@ -24,6 +24,7 @@ urlpatterns = [
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(
         template_name="accounts/password_reset_complete.html"), name="password_reset_complete"),
     path("manage/users/", views.user_list, name="users"),
+    path("manage/activity/", views.activity, name="activity"),
     path("manage/users/add/", views.user_add, name="user_add"),
     path("manage/users/<int:user_id>/deactivate/", views.user_deactivate, name="user_deactivate"),
     path("manage/users/<int:user_id>/reactivate/", views.user_reactivate, name="user_reactivate"),

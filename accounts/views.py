@@ -4,13 +4,14 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
 from accounts.errors import AccountsError
-from accounts.forms import LoginForm, SignUpForm, UserAddForm
+from accounts.forms import ActivityFilter, LoginForm, SignUpForm, UserAddForm
 from accounts.models import LicenceType
 from accounts.permissions import org_admin_required, organisation_is_locked
 from billing.services.licences import NoFreeLicence
@@ -147,3 +148,22 @@ def user_licence_type(request, user_id: int):
     messages.success(request, _("%(email)s now has a %(type)s licence.")
                      % {"email": person.email, "type": person.get_licence_type_display()})
     return redirect("accounts:users")
+
+
+@org_admin_required
+def activity(request):
+    """The organisation's activity: who changed what, when, before → after, and why; support
+    staff appear as "Kanri support" with their reason."""
+    organisation = request.user.organisation
+    form = ActivityFilter(request.GET or None)
+    page = None
+    if not form.is_bound or form.is_valid():
+        data = form.cleaned_data if form.is_bound else {}
+        events = selectors.activity(organisation=organisation, kind=data.get("kind") or "",
+                                    start=data.get("start"), end=data.get("end"))
+        page = Paginator(events, 25).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "accounts/activity.html",
+                  {"form": form, "page": page, "query": query.urlencode(),
+                   "organisation": organisation}, status=200 if page is not None else 400)
