@@ -104,6 +104,14 @@ def browser_script_url() -> str:
     return f"{settings.STRIPE_API_BASE.rstrip('/')}/js.stripe.com/v3/"
 
 
+def ping(*, timeout: float) -> None:
+    """Ask the processor something harmless, within `timeout`: raises if it cannot answer."""
+    client = stripe.StripeClient(
+        settings.STRIPE_API_KEY, base_addresses={"api": settings.STRIPE_API_BASE},
+        max_network_retries=0, http_client=stripe.RequestsClient(timeout=timeout))
+    _call(client.v1.customers.list, params={"limit": 1})
+
+
 def customer_create(*, organisation_id: int, name: str, email: str) -> str:
     customer = _call(_client().v1.customers.create,
                      params={"name": name, "email": email,

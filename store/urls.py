@@ -3,9 +3,11 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing import webhooks
-from store import views
+from store import health, views
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("pricing/", views.pricing, name="pricing"),
