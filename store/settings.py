@@ -206,6 +206,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # happens to start in.
         "control_folder": str(_broker_dir / "control"),
     }
+# Flower (manage.py run_flower): "user:password[,user:password]"; required when DEBUG is off.
+FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "").strip()
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
