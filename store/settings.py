@@ -76,6 +76,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "store.observability.RequestIdMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -249,10 +250,20 @@ if not DEBUG:
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+# JSON lines in production, readable lines locally; each with the request (or task) id and the
+# organisation id (store/observability.py). `kanri.request` logs one line per request.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "store.observability.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "store.observability.JsonFormatter"},
+        "readable": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s "
+                               "org=%(organisation_id)s] %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["context"],
+                             "formatter": os.environ.get("LOG_FORMAT",
+                                                         "readable" if DEBUG else "json")}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"axes": {"level": "WARNING"}, "stripe": {"level": "WARNING"},
                 # Ten progress lines for every PDF made otherwise.
