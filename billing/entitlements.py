@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import LicenceType, Organisation
 from billing.models import Status, Subscription
+from store.models import AddOn
 from store.money import format_number
 
 ACTIONS = ("create", "update", "upload")
@@ -63,12 +64,18 @@ class Decision:
 
 
 def storage_limit_mb(subscription: Subscription) -> int:
-    """Included storage (per organisation, per regular licence) plus purchased units."""
-    from billing.pricing import Change, included_storage_mb
-
-    return included_storage_mb(Change(subscription.plan, subscription.cycle,
-                                      subscription.regular_licences,
-                                      subscription.team_licences, subscription.storage_units))
+    """Included storage (per organisation, per regular licence) plus purchased units. Reads the
+    storage add-on only when units were bought (through the price they were bought at)."""
+    plan = subscription.plan
+    included = plan.storage_per_org_mb + plan.storage_per_licence_mb * \
+        subscription.regular_licences
+    if not subscription.storage_units:
+        return included
+    if subscription.storage_price_id:
+        per_unit = subscription.storage_price.addon.storage_mb_per_unit
+    else:
+        per_unit = AddOn.objects.get(code="storage").storage_mb_per_unit
+    return included + per_unit * subscription.storage_units
 
 
 def entitlements_for(*, organisation: Organisation, active: dict[str, int] | None = None

@@ -1,0 +1,183 @@
+"""The API for the CRM (/api/v1/): what an organisation may do, the usage it reports, and "may it
+do this?". Thin: the key (ninja auth) decides the organisation, one service or read answers.
+Every error is JSON `{"detail": ...}` a person can read, in the organisation's language once the
+key is known: 400 for a body that is not what the document describes (ninja's 422 included),
+401 for a missing, wrong or revoked key, 429 over the key's rate."""
+import json
+
+from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext as _
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
+from ninja.parser import Parser
+from ninja.renderers import JSONRenderer
+
+from api.auth import BearerKey, HeaderKey
+from api.models import ApiKey
+from api.ratelimit import PerKeyRate
+from api.schemas import (
+    MAX_COUNT,
+    AuthorizeIn,
+    DecisionOut,
+    EntitlementsOut,
+    ErrorOut,
+    UsageIn,
+    UsageReportOut,
+)
+from api.services import usage_report
+from billing.entitlements import ACTIONS, RESOURCES, Entitlements, authorize
+from billing.entitlements_cache import entitlements_cached
+from store.money import format_number
+
+
+class MalformedBody(Exception):
+    pass
+
+
+class JsonParser(Parser):
+    def parse_body(self, request):
+        try:
+            return json.loads(request.body)
+        except (ValueError, RecursionError) as error:  # bad JSON or UTF-8, absurd nesting
+            raise MalformedBody from error
+
+
+class Utf8Json(JSONRenderer):
+    """Japanese reasons as characters, not escape sequences (the body is UTF-8)."""
+
+    json_dumps_params = {"ensure_ascii": False}
+
+
+crm_api = NinjaAPI(
+    title="Kanri API for the CRM", version="1", urls_namespace="api_v1",
+    description="What an organisation may do in the CRM. Send the organisation's API key "
+                "(made on Manage › API keys) as `Authorization: Bearer <key>` or "
+                "`X-Api-Key: <key>`.",
+    auth=[BearerKey(), HeaderKey()], throttle=[PerKeyRate()], parser=JsonParser(),
+    renderer=Utf8Json())
+
+ERRORS = {401: ErrorOut, 429: ErrorOut}
+
+
+def _language(request) -> str:
+    key = getattr(request, "auth", None)
+    return key.organisation.language if isinstance(key, ApiKey) else translation.get_language()
+
+
+def _error(request, status: int, detail: str, errors: list | None = None):
+    return crm_api.create_response(request, {"detail": detail, "errors": errors or []},
+                                   status=status)
+
+
+@crm_api.exception_handler(AuthenticationError)
+def _unauthenticated(request, exc):
+    return _error(request, 401, _("Unknown or revoked API key: send a valid key as "
+                                  "“Authorization: Bearer <key>” or “X-Api-Key: <key>”."))
+
+
+@crm_api.exception_handler(Throttled)
+def _throttled(request, exc):
+    language = _language(request)
+    with translation.override(language):
+        return _error(request, 429, _(
+            "Too many requests with this API key: at most %(rate)s a minute. Try again when "
+            "the minute turns (Retry-After).") % {
+            "rate": format_number(settings.KANRI_API_RATE_PER_MINUTE, language)})
+
+
+@crm_api.exception_handler(HttpError)
+def _http_error(request, exc):
+    with translation.override(_language(request)):
+        if isinstance(exc.__cause__, MalformedBody):
+            return _error(request, 400, _("The request body is not valid JSON."))
+        return _error(request, exc.status_code, str(exc))
+
+
+def _field_message(error: dict) -> tuple[str, str]:
+    """(field, message) of one pydantic error, in the active language."""
+    field = ".".join(str(part) for part in error["loc"][2:])  # ("body", "payload", ...)
+    kind = error["type"]
+    if not field:
+        return "", _("The request body must be a JSON object.")
+    if kind == "missing":
+        return field, _("%(field)s is required.") % {"field": field}
+    if kind == "extra_forbidden":
+        return field, _("%(field)s is not a field of this request.") % {"field": field}
+    if kind == "literal_error":
+        choices = {"action": ACTIONS, "resource": RESOURCES}.get(field, ())
+        return field, _("%(field)s must be one of: %(choices)s.") % {
+            "field": field, "choices": ", ".join(choices)}
+    if kind in {"greater_than_equal", "less_than_equal"}:
+        return field, _("%(field)s must be a whole number from 0 to %(max)s.") % {
+            "field": field, "max": format_number(MAX_COUNT, translation.get_language())}
+    if kind.startswith("int_") or kind == "finite_number":
+        return field, _("%(field)s must be a whole number, written without quotes.") % {
+            "field": field}
+    if kind == "datetime_range":
+        return field, _("%(field)s must be a time between 2000-01-01 and now: the time the "
+                        "counts were taken.") % {"field": field}
+    if kind.startswith(("datetime", "timezone")):
+        return field, _("%(field)s must be a date and time with its time zone (ISO 8601, e.g. "
+                        "2026-12-01T09:00:00+09:00).") % {"field": field}
+    return field, _("%(field)s is not valid.") % {"field": field}
+
+
+@crm_api.exception_handler(ValidationError)
+def _invalid(request, exc):
+    """ninja answers 422 with pydantic's English; the CRM gets 400 and sentences."""
+    with translation.override(_language(request)):
+        errors = [_field_message(error) for error in exc.errors]
+        return _error(request, 400, " ".join(dict.fromkeys(text for field, text in errors)),
+                      [{"field": field, "message": message} for field, message in errors])
+
+
+def _instant(moment) -> str:
+    """As the JSON fields write it (UTC as Z)."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _as_json(e: Entitlements) -> dict:
+    return {"plan": e.plan, "plan_name": e.plan_name, "status": e.status,
+            "limits": {"records": e.limits.records, "storage_mb": e.limits.storage_mb,
+                       "users": e.limits.users, "features": e.limits.features},
+            "usage": {"records": e.usage.records, "storage_mb": e.usage.storage_mb,
+                      "users": e.usage.users},
+            "over_record_limit": e.over_record_limit, "over_storage": e.over_storage}
+
+
+@crm_api.get("/entitlements", response={200: EntitlementsOut, **ERRORS},
+             operation_id="entitlements",
+             summary="The organisation's plan, status, limits and usage")
+def entitlements(request):
+    return _as_json(entitlements_cached(organisation=request.auth.organisation))
+
+
+@crm_api.post("/usage", response={200: UsageReportOut, 400: ErrorOut, **ERRORS},
+              operation_id="usage_report",
+              summary="Report the records and storage the organisation uses")
+def usage(request, payload: UsageIn):
+    outcome = usage_report(key=request.auth, records=payload.records,
+                           storage_mb=payload.storage_mb, reported_at=payload.reported_at)
+    report, language = outcome.report, _language(request)
+    with translation.override(language):
+        if report.applied:
+            detail = _("Recorded: %(records)s records and %(storage)s MB are the organisation's "
+                       "usage now.") % {"records": format_number(report.records, language),
+                                        "storage": format_number(report.storage_mb, language)}
+        else:
+            detail = _("Kept but not applied: the usage comes from a report taken at "
+                       "%(applied)s, not older than this one.") % {
+                "applied": _instant(outcome.applied_reported_at)}
+    return {"applied": report.applied, "reported_at": report.reported_at,
+            "applied_reported_at": outcome.applied_reported_at, "detail": detail}
+
+
+@crm_api.post("/authorize", response={200: DecisionOut, 400: ErrorOut, **ERRORS},
+              operation_id="authorize",
+              summary="May the organisation do this? A refusal says why, with figures")
+def authorize_action(request, payload: AuthorizeIn):
+    decision = authorize(entitlements_cached(organisation=request.auth.organisation),
+                         action=payload.action, resource=payload.resource,
+                         amount=payload.amount)
+    return {"allowed": decision.allowed, "reason": decision.reason}

@@ -1,0 +1,116 @@
+"""The API's request and answer shapes; the OpenAPI document is generated from them."""
+import datetime as dt
+from typing import Annotated, Literal
+
+import pydantic
+from ninja import Field, Schema
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
+
+from billing.entitlements import ACTIONS, RESOURCES
+from billing.models import Status
+from store import clock
+
+# Counts and sizes: whole numbers from 0 up to a trillion. JSON has one kind of number, so 12.0
+# is 12 (as JSON Schema's "integer" says); 1.5, "12", true and null are refused.
+MAX_COUNT = 10**12
+# A report's time: not before this, nor later than now and a little clock skew (a report dated
+# far ahead would make every true report after it look old, and be ignored).
+EARLIEST_REPORT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def _a_number(value):
+    if isinstance(value, (bool, str)):  # pydantic would read "12" as 12 and true as 1
+        raise PydanticCustomError("int_type", "a whole number")
+    return value
+
+
+# The bounds before the validator, or pydantic leaves them out of the document's JSON Schema.
+Count = Annotated[int, pydantic.Field(ge=0, le=MAX_COUNT), BeforeValidator(_a_number)]
+Action = Literal[ACTIONS]
+Resource = Literal[RESOURCES]
+StatusCode = Literal[tuple(Status.values)]
+
+
+class Strict(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UsageIn(Strict):
+    records: Count = Field(description="Records the organisation holds in the CRM now.")
+    storage_mb: Count = Field(description="Storage it uses, in MB.")
+    reported_at: AwareDatetime = Field(
+        description="When the counts were taken, ISO 8601 with a time zone. A report not newer "
+                    "than the last applied one is kept but ignored.")
+
+    @field_validator("reported_at", mode="before")
+    @classmethod
+    def _text(cls, value):
+        if not isinstance(value, str):  # pydantic would read a number as seconds since 1970
+            raise PydanticCustomError("datetime_text", "a date and time as text")
+        return value
+
+    @field_validator("reported_at")
+    @classmethod
+    def _not_ahead(cls, value: dt.datetime):
+        if not EARLIEST_REPORT <= value <= clock.now() + CLOCK_SKEW:
+            raise PydanticCustomError("datetime_range", "between 2000 and now")
+        return value
+
+
+class AuthorizeIn(Strict):
+    action: Action
+    resource: Resource
+    amount: Count = Field(1, description="Records to create, or the upload's size in MB.")
+
+
+class Users(Schema):
+    regular: int
+    team: int
+
+
+class LimitsOut(Schema):
+    records: int | None = Field(description="null: no limit.")
+    storage_mb: int = Field(description="Included with the plan and its licences, plus bought.")
+    users: Users = Field(description="Licences bought per licence type.")
+    features: list[str]
+
+
+class UsageOut(Schema):
+    records: int
+    storage_mb: int
+    users: Users = Field(description="Active users per licence type.")
+
+
+class EntitlementsOut(Schema):
+    plan: str
+    plan_name: str = Field(description="In the organisation's language.")
+    status: StatusCode
+    limits: LimitsOut
+    usage: UsageOut
+    over_record_limit: bool
+    over_storage: bool
+
+
+class UsageReportOut(Schema):
+    applied: bool
+    reported_at: dt.datetime
+    applied_reported_at: dt.datetime | None = Field(
+        description="The time of the report the organisation's usage now comes from.")
+    detail: str
+
+
+class DecisionOut(Schema):
+    allowed: bool
+    reason: str = Field(description="Why not, in the organisation's language; empty if allowed.")
+
+
+class FieldError(Schema):
+    field: str
+    message: str
+
+
+class ErrorOut(Schema):
+    detail: str
+    errors: list[FieldError] = []
