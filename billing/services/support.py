@@ -1,0 +1,369 @@
+"""What support staff do for an organisation from Django admin, one service per action, each
+with a required reason and audited in the transaction that makes the change (the staff member
+is the actor; the activity page shows "Kanri support" with the reason).
+
+They keep the portal's locking discipline: the subscription's row first, then the row acted on;
+no processor call inside a transaction that holds row locks (a refund is checked under locks,
+sent with none held, and recorded under locks again; a charge goes through the three steps of
+billing.services.charging).
+
+Rules:
+- A trial is extended only while it runs, and only to a later end.
+- Unlocking a locked (or past-due) account gives it a new grace end: it is past due again until
+  then, its unpaid renewal invoice stays open, and it locks again if that passes unpaid.
+- Credit is granted in the subscription's currency, as a credit entry with no invoice. It is
+  never paid out; when it covers an open renewal invoice of a past-due or locked account, it
+  pays that invoice at once (credit pays before the card) and the subscription is active again.
+- A refund goes back to the card through the processor, in full or in part, never more than
+  is left of the payment. Its idempotency key is the payment's key and the refund's number, so
+  asking again after a lost answer never refunds twice. Each refund is a credit note of kind
+  refund on the payment's invoice; the payment keeps what was refunded and is `refunded` once
+  all of it is. A payment made with account credit never reaches the processor: not refundable.
+- A change of plan on the organisation's behalf is a quote made by the staff member, applied
+  either by charging the card on file (the portal's Pay) or without charging, the amount due
+  waived (audited, printed on the invoice as not collected).
+"""
+import datetime as dt
+import logging
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+from djmoney.money import Money
+
+from accounts.audit import audit_record
+from accounts.models import Organisation, User
+from billing import gateway
+from billing.errors import BillingError, ProcessorUnavailable
+from billing.models import (
+    CreditEntry,
+    CreditNote,
+    Invoice,
+    Notification,
+    Payment,
+    Quote,
+    Status,
+    Subscription,
+    TrialUse,
+)
+from billing.pricing import Change
+from billing.services import charging, lifecycle
+from billing.services.invoices import next_credit_note_number
+from billing.services.payments import PayResult, _refuse_if_stale, quote_pay
+from billing.services.quotes import quote_create, refuse_while_payment_open
+from billing.services.subscriptions import (
+    subscription_apply_quote,
+    subscription_save,
+    subscription_transition,
+)
+from store import clock
+from store.money import breakdown_to_json, is_whole_minor_units, share_of, zero
+
+logger = logging.getLogger(__name__)
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise BillingError(_("Say why: every support action is recorded with its reason."),
+                           code="reason_required")
+    return reason
+
+
+def _lock(subscription_id: int) -> Subscription:
+    return (Subscription.objects.select_for_update(of=("self",))
+            .select_related("organisation", "plan", "open_invoice")
+            .get(pk=subscription_id))
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.astimezone(dt.UTC).isoformat() if moment else None
+
+
+# Trials and dunning ---------------------------------------------------------------------------
+
+@transaction.atomic
+def support_trial_extend(*, subscription_id: int, ends_at: dt.datetime, staff: User,
+                         reason: str) -> Subscription:
+    """Move a running trial's end later."""
+    reason = _reason(reason)
+    subscription = _lock(subscription_id)
+    if subscription.status != Status.TRIALING:
+        raise BillingError(_("Only a running trial can be extended; this subscription is "
+                             "%(status)s.") % {"status": subscription.get_status_display()},
+                           code="not_trialing")
+    if ends_at <= max(subscription.trial_ends_at, clock.now()):
+        raise BillingError(_("The new end must be later than the trial's current end."),
+                           code="not_later")
+    before = {"trial_ends_at": _iso(subscription.trial_ends_at)}
+    TrialUse.objects.filter(organisation_id=subscription.organisation_id,
+                            plan_id=subscription.plan_id).update(ends_at=ends_at)
+    subscription.trial_ends_at = ends_at
+    subscription_save(subscription)
+    audit_record(organisation=subscription.organisation, actor=staff,
+                 action="support.trial_extended", target=subscription, before=before,
+                 after={"trial_ends_at": _iso(ends_at)}, reason=reason)
+    return subscription
+
+
+@transaction.atomic
+def support_unlock(*, subscription_id: int, grace_ends_at: dt.datetime, staff: User,
+                   reason: str) -> Subscription:
+    """A locked or past-due account gets a new grace end: past due until then."""
+    reason = _reason(reason)
+    subscription = _lock(subscription_id)
+    if subscription.status not in {Status.LOCKED, Status.PAST_DUE}:
+        raise BillingError(_("Only a locked or past-due account can be given a new grace end; "
+                             "this subscription is %(status)s.")
+                           % {"status": subscription.get_status_display()}, code="not_locked")
+    now = clock.now()
+    if grace_ends_at <= now or (subscription.status == Status.PAST_DUE
+                                and grace_ends_at <= subscription.grace_ends_at):
+        raise BillingError(_("The new grace end must be in the future and later than the "
+                             "current one."), code="not_later")
+    before = {"status": subscription.status, "grace_ends_at": _iso(subscription.grace_ends_at),
+              "locked_at": _iso(subscription.locked_at)}
+    subscription_transition(subscription=subscription, to=Status.PAST_DUE, actor=staff,
+                            reason=f"support: {reason}"[:200])
+    subscription.grace_ends_at, subscription.locked_at = grace_ends_at, None
+    invoice = subscription.open_invoice
+    subscription.next_retry_at = lifecycle.next_retry(
+        due=invoice.period_start, now=now, grace_ends=grace_ends_at) if invoice else None
+    subscription_save(subscription)
+    audit_record(organisation=subscription.organisation, actor=staff, action="support.unlocked",
+                 target=subscription, before=before,
+                 after={"status": subscription.status, "grace_ends_at": _iso(grace_ends_at),
+                        "open_invoice": invoice.number if invoice else None}, reason=reason)
+    return subscription
+
+
+def open_invoice_due(subscription: Subscription) -> Money | None:
+    """What the unpaid renewal of a past-due or locked subscription still asks for."""
+    invoice = subscription.open_invoice
+    if invoice is None or subscription.status not in {Status.PAST_DUE, Status.LOCKED}:
+        return None
+    return invoice.total - invoice.credit_applied
+
+
+@transaction.atomic
+def support_credit_grant(*, subscription_id: int, amount: Money, staff: User,
+                         reason: str) -> CreditEntry:
+    """Add account credit; it pays the open renewal invoice at once when it covers it."""
+    reason = _reason(reason)
+    subscription = _lock(subscription_id)
+    if str(amount.currency) != subscription.currency:
+        raise BillingError(_("Credit is granted in the subscription's currency, %(currency)s.")
+                           % {"currency": subscription.currency}, code="wrong_currency")
+    if amount <= zero(subscription.currency) or not is_whole_minor_units(amount):
+        raise BillingError(_("Enter a positive amount in whole units of the currency."),
+                           code="bad_amount")
+    before = {"credit_balance": str(subscription.credit_balance),
+              "status": subscription.status}
+    entry = CreditEntry.objects.create(organisation=subscription.organisation,
+                                       kind=CreditEntry.Kind.GRANTED, amount=amount)
+    subscription.credit_balance += amount
+    paid = _credit_pays_open_invoice(subscription)
+    if not paid:
+        subscription_save(subscription)
+    audit_record(organisation=subscription.organisation, actor=staff,
+                 action="support.credit_granted", target=subscription, before=before,
+                 after={"credit_balance": str(subscription.credit_balance),
+                        "granted": str(amount), "status": subscription.status,
+                        "paid_invoice": paid.number if paid else None}, reason=reason)
+    return entry
+
+
+def _credit_pays_open_invoice(subscription: Subscription) -> Invoice | None:
+    """Pay the open renewal invoice from account credit when the credit covers it and no card
+    payment is being confirmed (caller holds the subscription's lock)."""
+    due = open_invoice_due(subscription)
+    if due is None or subscription.credit_balance < due or Payment.objects.filter(
+            organisation_id=subscription.organisation_id, state__in=Payment.OPEN).exists():
+        return None
+    invoice = Invoice.objects.select_for_update().get(pk=subscription.open_invoice_id)
+    CreditEntry.objects.create(organisation_id=subscription.organisation_id, invoice=invoice,
+                               kind=CreditEntry.Kind.APPLIED, amount=-due)
+    subscription.credit_balance -= due
+    payment = Payment.objects.create(
+        organisation_id=subscription.organisation_id, invoice=invoice, amount=due,
+        idempotency_key=f"invoice:{invoice.pk}:support-credit", paid_with=Payment.Source.CREDIT,
+        state=Payment.State.SUCCEEDED, settled_at=clock.now())
+    lifecycle.renewal_apply_paid(subscription=subscription, invoice=invoice, payment=payment)
+    return invoice
+
+
+def support_charge_retry(*, subscription_id: int, staff: User, reason: str) -> Payment:
+    """Charge the open renewal invoice now with the card on file (three steps, no lock held
+    while the processor is asked)."""
+    reason = _reason(reason)
+    subscription = Subscription.objects.select_related("organisation").get(pk=subscription_id)
+    charging.payments_settle_open(organisation=subscription.organisation, actor=staff)
+    payment = lifecycle.renewal_retry(subscription_id=subscription_id, acting_user=staff,
+                                      scheduled=False)
+    if payment is None:
+        raise BillingError(_("There is no failed renewal to charge, or a payment is still being "
+                             "confirmed."), code="nothing_to_retry")
+    with transaction.atomic():
+        audit_record(organisation=subscription.organisation, actor=staff,
+                     action="support.charge_retried", target=payment,
+                     after={"payment": payment.idempotency_key, "state": payment.state,
+                            "amount": str(payment.amount), "failure": payment.failure_code},
+                     reason=reason)
+    return payment
+
+
+# Refunds --------------------------------------------------------------------------------------
+
+def refundable(payment: Payment) -> Money:
+    """What is left to refund of a card payment."""
+    if (payment.paid_with != Payment.Source.CARD or not payment.processor_id
+            or payment.state not in {Payment.State.SUCCEEDED, Payment.State.REFUNDED}):
+        return zero(str(payment.amount.currency))
+    return payment.amount - (payment.amount_refunded or zero(str(payment.amount.currency)))
+
+
+def _lock_payment(payment_id: int) -> Payment:
+    organisation_id = Payment.objects.values_list("organisation_id", flat=True).get(pk=payment_id)
+    Subscription.objects.select_for_update().filter(organisation_id=organisation_id).get()
+    return (Payment.objects.select_for_update(of=("self",)).select_related("invoice")
+            .get(pk=payment_id))
+
+
+def _refund_check(payment: Payment, amount: Money) -> None:
+    if payment.paid_with == Payment.Source.CREDIT:
+        raise BillingError(_("This payment was made with account credit: nothing reached the "
+                             "card, so nothing can be refunded to it."), code="paid_with_credit")
+    if payment.invoice_id is None or payment.state != Payment.State.SUCCEEDED:
+        raise BillingError(_("Only a card payment that paid an invoice can be refunded; this "
+                             "one is %(state)s.") % {"state": payment.get_state_display()},
+                           code="not_refundable")
+    left = refundable(payment)
+    if str(amount.currency) != str(left.currency) or not is_whole_minor_units(amount) \
+            or not zero(str(left.currency)) < amount <= left:
+        raise BillingError(_("Enter an amount above zero and at most %(left)s, what is left of "
+                             "this payment.") % {"left": left}, code="bad_amount")
+
+
+def support_refund(*, payment_id: int, amount: Money, staff: User, reason: str) -> CreditNote:
+    """Refund `amount` of a card payment through the processor, as a credit note."""
+    reason = _reason(reason)
+    with transaction.atomic():  # 1: check under locks and fix the refund's number
+        payment = _lock_payment(payment_id)
+        _refund_check(payment, amount)
+        number = payment.credit_notes.count() + 1
+    key = f"{payment.idempotency_key}:support:{number}"
+    try:  # 2: the processor, with no transaction open
+        refund_id = gateway.refund_create(intent_id=payment.processor_id, amount=amount,
+                                          idempotency_key=key)
+    except gateway.GatewayUnavailable as error:
+        raise ProcessorUnavailable(_(
+            "The payment service did not answer, so it is not known whether the refund was "
+            "made. Refunding the same amount again is safe: it cannot refund twice.")) from error
+    except gateway.GatewayError as error:
+        raise BillingError(_("The payment service refused the refund: %(why)s")
+                           % {"why": error}, code="processor_error") from error
+    with transaction.atomic():  # 3: record what the processor did
+        payment = _lock_payment(payment_id)
+        recorded = CreditNote.objects.filter(processor_refund_id=refund_id).first()
+        if recorded is not None:
+            return recorded
+        return _refund_record(payment, amount, refund_id, staff, reason)
+
+
+def _refund_record(payment: Payment, amount: Money, refund_id: str, staff: User,
+                   reason: str) -> CreditNote:
+    invoice = payment.invoice
+    currency = str(amount.currency)
+    # The refund's tax is the invoice's tax, per rate, in the share the refund is of the total.
+    taxes = []
+    for group in invoice.taxes if invoice.total.amount > 0 else []:
+        tax = share_of(group["tax"], invoice.total, amount, invoice.tax_rounding)
+        gross = share_of(group["subtotal"] + group["tax"], invoice.total, amount,
+                         invoice.tax_rounding)
+        taxes.append({"rate": group["rate"], "subtotal": gross - tax, "tax": tax})
+    tax = sum((group["tax"] for group in taxes), zero(currency))
+    note = CreditNote.objects.create(
+        number=next_credit_note_number(), organisation_id=payment.organisation_id,
+        invoice=invoice, payment=payment, kind=CreditNote.Kind.REFUND, currency=currency,
+        subtotal=amount - tax, tax_breakdown=breakdown_to_json(taxes), tax=tax, total=amount,
+        processor_refund_id=refund_id, seller_name=invoice.seller_name,
+        buyer_name=invoice.buyer_name, issuer_registration=invoice.issuer_registration)
+    before = {"state": payment.state, "amount_refunded": str(payment.amount_refunded or "")}
+    payment.amount_refunded = (payment.amount_refunded or zero(currency)) + amount
+    if payment.amount_refunded >= payment.amount:
+        payment.state = Payment.State.REFUNDED
+    payment.refund_id = refund_id
+    payment.save(update_fields=["amount_refunded", "amount_refunded_currency", "state",
+                                "refund_id"])
+    audit_record(organisation=payment.organisation, actor=staff, action="support.refunded",
+                 target=payment, before=before,
+                 after={"state": payment.state, "amount_refunded": str(payment.amount_refunded),
+                        "refund": refund_id, "amount": str(amount), "credit_note": note.number},
+                 reason=reason)
+    return note
+
+
+# Plan changes ---------------------------------------------------------------------------------
+
+def support_plan_quote(*, organisation: Organisation, change: Change, staff: User) -> Quote:
+    """Price a change for the organisation, made by the staff member (the review)."""
+    return quote_create(organisation=organisation, acting_user=staff, change=change)
+
+
+def support_plan_change(*, quote_id, charge: bool, staff: User, reason: str) -> Invoice:
+    """Apply a quote made by support: charging the card on file, or not charging at all."""
+    reason = _reason(reason)
+    quote = Quote.objects.select_related("organisation").get(pk=quote_id)
+    organisation = quote.organisation
+    if charge:
+        result: PayResult = quote_pay(organisation=organisation, quote_id=quote.pk,
+                                      acting_user=staff)
+        if result.invoice is None:
+            raise BillingError(result.failure, code=result.code or "not_paid")
+        invoice = result.invoice
+    else:
+        charging.payments_settle_open(organisation=organisation, actor=staff)
+        invoice = _apply_without_charge(quote_id=quote.pk, staff=staff)
+    with transaction.atomic():
+        audit_record(organisation=organisation, actor=staff, action="support.plan_changed",
+                     target=invoice, after={"quote": str(quote.pk), "plan": quote.plan.code,
+                                            "charged": charge, "invoice": invoice.number,
+                                            "not_collected": str(invoice.amount_waived)},
+                     reason=reason)
+    return invoice
+
+
+@transaction.atomic
+def _apply_without_charge(*, quote_id, staff: User) -> Invoice:
+    quote = Quote.objects.select_related("organisation").get(pk=quote_id)
+    subscription = (Subscription.objects.select_for_update(of=("self",))
+                    .select_related("plan").get(organisation=quote.organisation))
+    quote = Quote.objects.select_for_update().select_related("plan", "from_plan").get(pk=quote_id)
+    if quote.state == Quote.State.PAID:
+        return quote.invoice
+    refuse_while_payment_open(organisation=quote.organisation)
+    _refuse_if_stale(quote=quote, subscription=subscription)
+    return subscription_apply_quote(quote=quote, subscription=subscription, payment=None,
+                                    actor=staff)
+
+
+# Emails ---------------------------------------------------------------------------------------
+
+@transaction.atomic
+def support_notification_resend(*, notification_id: int, staff: User,
+                                reason: str) -> Notification:
+    """Send an email again: unsent, and a send task after commit."""
+    from billing.tasks import send_notifications
+
+    reason = _reason(reason)
+    notification = Notification.objects.select_for_update().select_related("organisation").get(
+        pk=notification_id)
+    before = {"sent_at": _iso(notification.sent_at)}
+    notification.sent_at = None
+    notification.save(update_fields=["sent_at"])
+    audit_record(organisation=notification.organisation, actor=staff,
+                 action="support.email_resent", target=notification, before=before,
+                 after={"kind": notification.kind, "recipients": notification.recipients},
+                 reason=reason)
+    key = notification.key
+    transaction.on_commit(lambda: send_notifications.delay([key]), robust=True)
+    return notification
