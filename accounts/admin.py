@@ -2,6 +2,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import AuditEvent, Organisation, User
@@ -24,6 +26,16 @@ class OrganisationAdmin(admin.ModelAdmin):
     list_display = ["name", "currency", "created_at"]
     search_fields = ["name", "users__email"]
     inlines = [MemberInline]
+    # Money follows the subscription: the currency changes only through billing's services.
+    readonly_fields = ["currency", "subscription_link"]
+
+    @admin.display(description=_("Subscription and support actions"))
+    def subscription_link(self, obj):
+        subscription = getattr(obj, "subscription", None)
+        if subscription is None:
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse(
+            "admin:billing_subscription_change", args=[subscription.pk]), subscription)
 
 
 class StaffCreationForm(AdminUserCreationForm):

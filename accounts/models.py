@@ -23,8 +23,10 @@ class Organisation(models.Model):
     # Set when the account is deleted: the row stays (its invoices must), anonymised.
     closed_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Usage as the CRM last reported it; plan limits and downgrade warnings compare against it.
-    record_count = models.PositiveIntegerField(default=0)
-    storage_used_mb = models.PositiveIntegerField(default=0)
+    # `usage_reported_at` is the report's own time: an older report never overwrites a newer one.
+    record_count = models.PositiveBigIntegerField(default=0)
+    storage_used_mb = models.PositiveBigIntegerField(default=0)
+    usage_reported_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("organisation")

@@ -1,13 +1,21 @@
 """Support staff look up subscriptions, quotes, invoices and payments here. Read-only: changes go
-through the audited services (admin actions for them arrive with the support issue)."""
+through the audited services, as the support actions on the change pages (billing.admin_support).
+"""
 from django.contrib import admin
 
+from billing.admin_support import (
+    NOTIFICATION_ACTIONS,
+    PAYMENT_ACTIONS,
+    SUBSCRIPTION_ACTIONS,
+    SupportActionsMixin,
+)
 from billing.models import (
     CreditEntry,
     CreditNote,
     Invoice,
     InvoiceLine,
     LicenceLedgerEntry,
+    Notification,
     Payment,
     PaymentMethod,
     Quote,
@@ -45,7 +53,8 @@ class StatusChangeInline(ReadOnlyInline):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(ReadOnlyAdmin):
+class SubscriptionAdmin(SupportActionsMixin, ReadOnlyAdmin):
+    support_actions = SUBSCRIPTION_ACTIONS
     list_display = ["organisation", "plan", "cycle", "status", "regular_licences",
                     "team_licences", "storage_units", "current_period_end", "credit_balance"]
     list_filter = ["status", "plan", "cycle", "currency"]
@@ -75,9 +84,10 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "organisation", "amount", "state", "processor_id",
-                    "failure_reason"]
+class PaymentAdmin(SupportActionsMixin, ReadOnlyAdmin):
+    support_actions = PAYMENT_ACTIONS
+    list_display = ["created_at", "organisation", "amount", "paid_with", "state",
+                    "amount_refunded", "processor_id", "failure_reason"]
     list_filter = ["state"]
     search_fields = ["organisation__name", "processor_id", "idempotency_key"]
     list_select_related = ["organisation"]
@@ -107,7 +117,8 @@ class CreditEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(CreditNote)
 class CreditNoteAdmin(ReadOnlyAdmin):
-    list_display = ["number", "issued_at", "organisation", "kind", "total", "invoice"]
+    list_display = ["number", "issued_at", "organisation", "kind", "total", "invoice",
+                    "payment"]
     list_filter = ["kind"]
     search_fields = ["number", "organisation__name", "invoice__number"]
 
@@ -128,3 +139,14 @@ class LicenceLedgerEntryAdmin(ReadOnlyAdmin):
     list_filter = ["item", "created_at"]
     search_fields = ["organisation__name"]
     list_select_related = ["organisation", "actor", "invoice"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(SupportActionsMixin, ReadOnlyAdmin):
+    """Every email recorded: to whom, when sent; support may send one again."""
+
+    support_actions = NOTIFICATION_ACTIONS
+    list_display = ["created_at", "organisation", "kind", "recipients", "sent_at"]
+    list_filter = ["kind", "created_at", "sent_at"]
+    search_fields = ["organisation__name", "key"]
+    list_select_related = ["organisation"]

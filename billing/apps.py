@@ -7,3 +7,6 @@ class BillingConfig(AppConfig):
 
     def ready(self):
         from billing import ledger_checks  # noqa: F401  (registers the licence ledger's check)
+        from billing.entitlements_cache import connect_signals
+
+        connect_signals()  # saves that change what an organisation may do forget its answer

@@ -218,9 +218,12 @@ def intent_cancel(*, intent_id: str) -> Intent:
     return _intent(_call(_client().v1.payment_intents.cancel, intent_id))
 
 
-def refund_create(*, intent_id: str, idempotency_key: str) -> str:
-    """Refund a succeeded intent in full; returns the refund's id."""
-    refund = _call(_client().v1.refunds.create, params={"payment_intent": intent_id},
+def refund_create(*, intent_id: str, idempotency_key: str, amount: Money | None = None) -> str:
+    """Refund a succeeded intent, in full or `amount` of it; returns the refund's id."""
+    params = {"payment_intent": intent_id, "metadata": {"kanri_key": idempotency_key}}
+    if amount is not None:
+        params["amount"] = to_minor_units(amount)
+    refund = _call(_client().v1.refunds.create, params=params,
                    options={"idempotency_key": f"{idempotency_key}:refund"})
     return refund.id
 

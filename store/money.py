@@ -84,6 +84,14 @@ def tax_on(subtotal: Money, rate: Decimal, rounding: str) -> Money:
     return Money((subtotal.amount * rate).quantize(quantum, rounding=rounding), subtotal.currency)
 
 
+def share_of(part: Money, whole: Money, amount: Money, rounding: str) -> Money:
+    """`part` × amount ÷ whole, rounded once to the minor unit with `rounding` (a partial
+    refund's tax: the invoice's tax in the proportion the refund bears to its total)."""
+    quantum = Decimal(1).scaleb(-minor_unit_exponent(str(part.currency)))
+    return Money((part.amount * amount.amount / whole.amount).quantize(quantum, rounding=rounding),
+                 part.currency)
+
+
 def money_sum(amounts, currency: str) -> Money:
     total = zero(currency)
     for amount in amounts:

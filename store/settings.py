@@ -63,9 +63,11 @@ INSTALLED_APPS = [
     "axes",
     "django_celery_beat",
     "django_celery_results",
+    "ninja",
     "store",
     "accounts",
     "billing",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -276,6 +278,10 @@ KANRI_BASE_URL = os.environ.get("KANRI_BASE_URL", "http://127.0.0.1:8000")
 # Billing rules (SPEC.md): periods in days, tax per currency, the qualified-invoice number.
 KANRI_TRIAL_DAYS = int(os.environ.get("KANRI_TRIAL_DAYS", "15"))
 KANRI_TRIAL_REMINDER_DAYS = int(os.environ.get("KANRI_TRIAL_REMINDER_DAYS", "3"))
+# Days before the grace period ends that the admins are reminded the account will lock.
+KANRI_GRACE_REMINDER_DAYS = int(os.environ.get("KANRI_GRACE_REMINDER_DAYS", "3"))
+# How far ahead a default card that will have expired by the next charge is announced.
+KANRI_CARD_EXPIRY_NOTICE_DAYS = int(os.environ.get("KANRI_CARD_EXPIRY_NOTICE_DAYS", "30"))
 # Dunning: grace after a failed renewal, the retry days within it (counted from the due date),
 # and how many calendar months a locked account waits before it moves to Free.
 KANRI_GRACE_DAYS = int(os.environ.get("KANRI_GRACE_DAYS", "15"))
@@ -314,3 +320,9 @@ KANRI_DEFAULT_TIME_ZONE = os.environ.get("KANRI_DEFAULT_TIME_ZONE", "Asia/Tokyo"
 KANRI_SELLER_NAME = os.environ.get("KANRI_SELLER_NAME", "Kanri K.K.")
 # What the customer buys, as the payment history and its CSV name it.
 KANRI_PRODUCT_NAME = os.environ.get("KANRI_PRODUCT_NAME", "Kanri CRM")
+
+# The CRM's API (/api/v1/): requests per key per minute (429 with Retry-After beyond), and how
+# long an organisation's entitlements stay cached at most (every change to the plan, status,
+# quantities, users or usage forgets them at once; the bound covers catalog edits in admin).
+KANRI_API_RATE_PER_MINUTE = int(os.environ.get("KANRI_API_RATE_PER_MINUTE", "600"))
+KANRI_ENTITLEMENTS_CACHE_SECONDS = int(os.environ.get("KANRI_ENTITLEMENTS_CACHE_SECONDS", "300"))

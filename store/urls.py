@@ -2,6 +2,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from api.endpoints import crm_api
 from billing import webhooks
 from store import health, views
 
@@ -14,4 +15,6 @@ urlpatterns = [
     path("manage/", include("billing.urls")),
     path("", include("accounts.urls")),
     path("billing/webhooks/stripe/", webhooks.stripe_webhook, name="stripe_webhook"),
+    path("manage/api-keys/", include("api.urls")),
+    path("api/v1/", crm_api.urls),
 ]

@@ -19,12 +19,18 @@ class CreditNote(models.Model):
     class Kind(models.TextChoices):
         # The unused time a downgrade or removed licences gave back, as account credit.
         DOWNGRADE = "downgrade", _("Unused time after a downgrade")
+        # Money support staff gave back to the card a payment was taken from.
+        REFUND = "refund", _("Refund of a card payment")
 
     number = models.CharField(max_length=20, unique=True)
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
                                      related_name="credit_notes")
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    # A refund: the card payment it gives back, and the processor's Refund.
+    payment = models.ForeignKey("billing.Payment", null=True, blank=True,
+                                on_delete=models.PROTECT, related_name="credit_notes")
+    processor_refund_id = models.CharField(max_length=64, blank=True)
     currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
     # What is credited, as positive amounts: before tax, per tax rate ([{"rate", "subtotal",
     # "tax"}] as exact decimal strings), the tax, and the total credited (tax included).
@@ -44,6 +50,10 @@ class CreditNote(models.Model):
             # A downgrade's invoice credits once; refunds may come more than once.
             models.UniqueConstraint(fields=["invoice"], condition=models.Q(kind="downgrade"),
                                     name="one_downgrade_credit_note_per_invoice"),
+            # A processor Refund is recorded once, however often its answer is recorded.
+            models.UniqueConstraint(fields=["processor_refund_id"],
+                                    condition=~models.Q(processor_refund_id=""),
+                                    name="one_credit_note_per_processor_refund"),
         ]
 
     def __str__(self) -> str:

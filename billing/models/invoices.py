@@ -105,15 +105,18 @@ class InvoiceLine(PricedLine):
 
 
 class CreditEntry(models.Model):
-    """Append-only account-credit ledger: + a credit note for unused time, − credit spent."""
+    """Append-only account-credit ledger: + a credit note for unused time, + credit granted by
+    support staff (no invoice: the audit row says who and why), − credit spent."""
 
     class Kind(models.TextChoices):
         CREDIT_NOTE = "credit_note", _("Credit note for unused time")
         APPLIED = "applied", _("Applied to an invoice")
+        GRANTED = "granted", _("Granted by Kanri support")
 
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
                                      related_name="credit_entries")
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_entries")
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="credit_entries")
     kind = models.CharField(max_length=12, choices=Kind.choices)
     amount = _money()
     created_at = models.DateTimeField(default=clock.now)

@@ -1,6 +1,7 @@
 """Emails the product sends, one row per event: the unique key makes every email go once, however
 often the job that triggers it runs."""
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
 from store import clock
@@ -15,6 +16,9 @@ class Notification(models.Model):
         LOCKED = "locked"
         MOVED_TO_FREE = "moved_to_free"
         RECEIPT = "receipt"  # a payment taken, with the invoice PDF attached
+        GRACE_ENDING = "grace_ending"
+        CARD_EXPIRING = "card_expiring"
+        LICENCE_CHANGE = "licence_change"
 
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
                                      related_name="notifications")
@@ -30,6 +34,7 @@ class Notification(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["created_at"], condition=models.Q(sent_at=None),
                                 name="notification_unsent")]
+        permissions = [("support_resend", _("Can send an email again (support)"))]
 
     def __str__(self) -> str:
         return self.key

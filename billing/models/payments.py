@@ -82,7 +82,9 @@ class Payment(models.Model):
     failure_reason = models.CharField(max_length=300, blank=True)
     lease_token = models.UUIDField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
-    refund_id = models.CharField(max_length=64, blank=True)
+    refund_id = models.CharField(max_length=64, blank=True)  # the latest Refund
+    # What support staff refunded of it so far (None: nothing); state `refunded` once it is all.
+    amount_refunded = money_field(null=True, blank=True)
     created_at = models.DateTimeField(default=clock.now)
     settled_at = models.DateTimeField(null=True, blank=True)
 
@@ -95,6 +97,7 @@ class Payment(models.Model):
                 fields=["organisation"], condition=models.Q(state__in=["pending", "processing"]),
                 name="one_open_payment_per_organisation"),
         ]
+        permissions = [("support_refund", _("Can refund a card payment (support)"))]
 
     def __str__(self) -> str:
         return f"{self.idempotency_key} {self.amount} {self.state}"

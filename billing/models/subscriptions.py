@@ -23,7 +23,8 @@ TRANSITIONS: dict[str, set[str]] = {
     Status.TRIALING: {Status.ACTIVE, Status.FREE},
     Status.ACTIVE: {Status.PAST_DUE, Status.FREE},
     Status.PAST_DUE: {Status.ACTIVE, Status.LOCKED, Status.FREE},
-    Status.LOCKED: {Status.ACTIVE, Status.FREE},
+    # LOCKED → PAST_DUE only by support staff, with a new grace end (billing.services.support).
+    Status.LOCKED: {Status.ACTIVE, Status.PAST_DUE, Status.FREE},
 }
 
 
@@ -86,6 +87,14 @@ class Subscription(models.Model):
                                    name="subscription_has_a_regular_licence"),
             models.CheckConstraint(condition=models.Q(credit_balance__gte=0),
                                    name="subscription_credit_not_negative"),
+        ]
+        # What support staff may do to a subscription through Django admin (the "support" group).
+        permissions = [
+            ("support_extend_trial", _("Can extend a trial (support)")),
+            ("support_unlock", _("Can unlock an account with a new grace end (support)")),
+            ("support_grant_credit", _("Can grant account credit (support)")),
+            ("support_retry_charge", _("Can retry a failed renewal charge (support)")),
+            ("support_change_plan", _("Can change the plan for an organisation (support)")),
         ]
 
     def __str__(self) -> str:

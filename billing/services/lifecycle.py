@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -36,6 +36,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Organisation, User
 from billing import periods
 from billing.declines import decline_message
+from billing.entitlements_cache import entitlements_forget
 from billing.errors import BillingError
 from billing.models import (
     CreditEntry,
@@ -50,7 +51,7 @@ from billing.models import (
 from billing.models.quotes import LineKind
 from billing.notifications import Event, notifications_send_pending, notify, notify_all
 from billing.pricing import TaxRule
-from billing.selectors import card_runs_out_before, free_move_after
+from billing.selectors import RENEWING, card_runs_out_before, free_move_after, next_charge_at
 from billing.services import charging
 from billing.services.invoices import (
     issue_snapshots,
@@ -366,7 +367,7 @@ def _batched(queryset, fields: tuple[str, ...], work) -> int:
 
 def _move(batch: list[dict], to: str, reason: str, now: dt.datetime, **changes) -> None:
     """Move locked rows to `to` in one UPDATE, with one history row each (one INSERT). The
-    caller holds the rows' locks."""
+    caller holds the rows' locks; each row has its `organisation_id`."""
     SubscriptionStatusChange.objects.bulk_create(
         SubscriptionStatusChange(subscription_id=row["id"], from_status=row["status"],
                                  to_status=to, actor=None, actor_kind="system", reason=reason,
@@ -374,6 +375,8 @@ def _move(batch: list[dict], to: str, reason: str, now: dt.datetime, **changes) 
         for row in batch)
     Subscription.objects.filter(pk__in=[row["id"] for row in batch]).update(
         status=to, version=F("version") + 1, updated_at=now, **changes)
+    # The UPDATE sends no signal: forget the batch's entitlements here (one cache call, no SQL).
+    entitlements_forget(row["organisation_id"] for row in batch)
 
 
 def sweep_locks() -> dict:
@@ -513,7 +516,67 @@ def sweep_trial_ends() -> dict:
         (*TRIAL_FIELDS, *QUANTITY_FIELDS), end)}
 
 
+def sweep_grace_reminders() -> dict:
+    """Past due with the grace period ending within KANRI_GRACE_REMINDER_DAYS: remind the admins
+    once per open invoice that the account locks then."""
+    now = clock.now()
+    due = list(Subscription.objects.filter(
+        status=Status.PAST_DUE, grace_ends_at__gt=now,
+        grace_ends_at__lte=now + dt.timedelta(days=settings.KANRI_GRACE_REMINDER_DAYS))
+        .order_by("pk").values("id", "organisation_id", "organisation__language",
+                               "organisation__time_zone", "grace_ends_at", "open_invoice_id",
+                               "open_invoice__total", "open_invoice__total_currency",
+                               "open_invoice__credit_applied"))
+    sent = 0
+    for start in range(0, len(due), BATCH):
+        with transaction.atomic():
+            sent += notify_all([
+                Event(row["organisation_id"], Notification.Kind.GRACE_ENDING,
+                      f"grace_ending:{row['id']}:{row['open_invoice_id']}",
+                      {"grace_ends": _local_date(row["grace_ends_at"],
+                                                 row["organisation__time_zone"]),
+                       "amount": format_amount(row["open_invoice__total"]
+                                               - row["open_invoice__credit_applied"],
+                                               row["open_invoice__total_currency"],
+                                               row["organisation__language"])
+                       if row["open_invoice_id"] else ""})
+                for row in due[start:start + BATCH]])
+    return {"reminded": sent}
+
+
+def sweep_card_expiry_reminders() -> dict:
+    """A renewing subscription whose default card will have expired by its next charge, due
+    within KANRI_CARD_EXPIRY_NOTICE_DAYS: tell the admins once per card and expiry."""
+    now = clock.now()
+    horizon = now + dt.timedelta(days=settings.KANRI_CARD_EXPIRY_NOTICE_DAYS)
+    # Cards that expire by the horizon's month at the latest: a small indexed set, exact below.
+    candidates = (Subscription.objects.filter(status__in=RENEWING)
+                  .exclude(default_payment_method=None)
+                  .filter(Q(default_payment_method__exp_year__lt=horizon.year)
+                          | Q(default_payment_method__exp_year=horizon.year,
+                              default_payment_method__exp_month__lte=horizon.month))
+                  .select_related("organisation", "default_payment_method").order_by("pk"))
+    events = []
+    for subscription in candidates:
+        charge_at, card = next_charge_at(subscription), subscription.default_payment_method
+        if charge_at is None or charge_at > horizon or not card_runs_out_before(card, charge_at):
+            continue
+        organisation = subscription.organisation
+        events.append(Event(organisation.pk, Notification.Kind.CARD_EXPIRING,
+                            f"card_expiring:{card.pk}:{card.exp_year}-{card.exp_month:02d}",
+                            {"card": f"{card.brand_label} •••• {card.last4}",
+                             "expiry": f"{card.exp_month:02d}/{card.exp_year}",
+                             "next_charge": _date(charge_at, organisation)}))
+    sent = 0
+    for start in range(0, len(events), BATCH):
+        with transaction.atomic():
+            sent += notify_all(events[start:start + BATCH])
+    return {"reminded": sent}
+
+
 SWEEPS = {"trial_reminders": sweep_trial_reminders, "trial_ends": sweep_trial_ends,
           "renewals": sweep_renewals, "retries": sweep_retries, "locks": sweep_locks,
-          "moves_to_free": sweep_moves_to_free, "unsent_emails": notifications_send_pending}
+          "moves_to_free": sweep_moves_to_free, "grace_reminders": sweep_grace_reminders,
+          "card_expiry_reminders": sweep_card_expiry_reminders,
+          "unsent_emails": notifications_send_pending}
 

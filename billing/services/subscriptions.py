@@ -3,6 +3,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.audit import actor_kind_of, audit_record
@@ -154,7 +155,28 @@ def subscription_apply_quote(*, quote: Quote, subscription: Subscription,
     quote.save(update_fields=["state"])
     ledger_record(subscription, held, quantities(subscription), actor=actor, quote=quote,
                   invoice=invoice, reason=f"quote {quote.pk} paid ({quote.plan.code})")
+    if before["plan"] == quote.plan.code:  # a plan change has its receipt or credit note
+        _licence_change_notify(subscription, held, invoice)
     audit_record(organisation=quote.organisation, actor=actor,
                  action="subscription.changed", target=subscription, before=before,
                  after={**subscription_snapshot(subscription), "invoice": invoice.number})
     return invoice
+
+
+def _licence_change_notify(subscription: Subscription, held: dict, invoice) -> None:
+    """Tell the admins when the purchased licences or storage changed on the same plan (once per
+    invoice), in the organisation's language: who did it is on the Activity page."""
+    from billing.notifications import notify
+
+    now = quantities(subscription)
+    organisation = subscription.organisation
+    labels = {"regular_licences": _("Regular user licences"),
+              "team_licences": _("Team user licences"), "storage_units": _("Extra storage (GB)")}
+    with translation.override(organisation.language):
+        changes = [f"{labels[item]}: {held.get(item, 0)} → {now[item]}" for item in now
+                   if now[item] != held.get(item, 0)]
+    if changes:
+        notify(organisation=organisation, kind="licence_change",
+               key=f"licence_change:{invoice.number}",
+               context={"number": invoice.number, "changes": changes,
+                        "summary": "; ".join(changes)})

@@ -90,7 +90,8 @@ def test_a_real_worker_runs_what_beat_enqueues(catalog):
     from billing.services.subscriptions import trial_start
     from store.celery import app
 
-    for migration in ("0007_schedule_lifecycle_sweeps", "0008_unsent_notifications_index"):
+    for migration in ("0007_schedule_lifecycle_sweeps", "0008_unsent_notifications_index",
+                      "0016_notification_kinds_and_reminders"):
         # a transactional test before this one flushed the tables
         importlib.import_module(f"billing.migrations.{migration}").schedule(apps, None)
     admin = AdminFactory()

@@ -287,9 +287,8 @@ def test_details_query_count_does_not_grow_with_invoices(admin_client, admin,
         admin_client.post(reverse("billing:pay", args=[_quote(admin_client, code).pk]))
 
     # session, user, organisation, subscription, invoices (with quote and plan), their
-    # payments, the open payment if any, one grouped user count, the storage add-on (the
-    # usage panel's included storage)
-    with django_assert_num_queries(9):
+    # payments, the open payment if any, one grouped user count
+    with django_assert_num_queries(8):
         page = admin_client.get(reverse("billing:details")).content.decode()
     assert page.count(">INV-00000") == 3  # one link per invoice
 
