@@ -79,7 +79,8 @@ class ActivityFilter(forms.Form):
 
     KINDS = [("", _("All")), ("subscription", _("Plan and licences")), ("user", _("Users")),
              ("card", _("Cards")), ("payment", _("Payments")), ("invoice", _("Invoices")),
-             ("api_key", _("API keys")), ("organisation", _("Organisation"))]
+             ("api_key", _("API keys")), ("organisation", _("Organisation")),
+             ("support", _("Kanri support"))]
 
     kind = forms.ChoiceField(label=_("Kind"), choices=KINDS, required=False)
     start = forms.DateField(label=_("From"), required=False,

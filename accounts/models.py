@@ -183,6 +183,12 @@ ACTION_LABELS = {
     "payment.failed": _("Payment failed"), "payment.refunded": _("Payment refunded"),
     "invoice.minimum_charge_waived": _("Amount below the minimum charge waived"),
     "api_key.created": _("API key created"), "api_key.revoked": _("API key revoked"),
+    "support.trial_extended": _("Trial extended"), "support.unlocked": _("Account unlocked"),
+    "support.credit_granted": _("Account credit granted"),
+    "support.charge_retried": _("Renewal charged again"),
+    "support.refunded": _("Payment refunded"),
+    "support.plan_changed": _("Plan changed on your behalf"),
+    "support.email_resent": _("Email sent again"),
 }
 FIELD_LABELS = {
     "plan": _("Plan"), "cycle": _("Billing cycle"), "status": _("Status"),

@@ -31,7 +31,7 @@ def org_user_counts(*, organisation: Organisation) -> dict[str, dict[str, int]]:
 # The activity page: the organisation's audit trail --------------------------------------------
 
 ACTIVITY_KINDS = ("subscription", "user", "card", "payment", "invoice", "api_key",
-                  "organisation")
+                  "organisation", "support")
 
 
 def activity(*, organisation: Organisation, kind: str = "", start=None, end=None):

@@ -22,8 +22,13 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 from accounts.models import Organisation, Role, User
-from billing.documents import invoice_filename, invoice_pdf
-from billing.models import Invoice, Notification
+from billing.documents import (
+    credit_note_filename,
+    credit_note_pdf,
+    invoice_filename,
+    invoice_pdf,
+)
+from billing.models import CreditNote, Invoice, Notification
 from store import clock
 
 logger = logging.getLogger(__name__)
@@ -102,6 +107,11 @@ def _message(notification: Notification) -> EmailMessage:
         invoice = Invoice.objects.get(organisation=organisation,
                                       number=notification.context["number"])
         message.attach(invoice_filename(invoice), invoice_pdf(invoice, organisation.language),
+                       "application/pdf")
+    if notification.kind == Notification.Kind.REFUND:
+        note = CreditNote.objects.get(organisation=organisation,
+                                      number=notification.context["credit_note"])
+        message.attach(credit_note_filename(note), credit_note_pdf(note, organisation.language),
                        "application/pdf")
     return message
 

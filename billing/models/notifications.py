@@ -19,6 +19,7 @@ class Notification(models.Model):
         GRACE_ENDING = "grace_ending"
         CARD_EXPIRING = "card_expiring"
         LICENCE_CHANGE = "licence_change"
+        REFUND = "refund"  # with the refund's credit note attached
 
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
                                      related_name="notifications")

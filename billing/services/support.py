@@ -45,6 +45,7 @@ from billing.models import (
     Subscription,
     TrialUse,
 )
+from billing.notifications import notify
 from billing.pricing import Change
 from billing.services import charging, lifecycle
 from billing.services.invoices import next_credit_note_number
@@ -56,7 +57,7 @@ from billing.services.subscriptions import (
     subscription_transition,
 )
 from store import clock
-from store.money import breakdown_to_json, is_whole_minor_units, share_of, zero
+from store.money import breakdown_to_json, format_money, is_whole_minor_units, share_of, zero
 
 logger = logging.getLogger(__name__)
 
@@ -299,6 +300,11 @@ def _refund_record(payment: Payment, amount: Money, refund_id: str, staff: User,
                  after={"state": payment.state, "amount_refunded": str(payment.amount_refunded),
                         "refund": refund_id, "amount": str(amount), "credit_note": note.number},
                  reason=reason)
+    organisation = payment.organisation
+    notify(organisation=organisation, kind=Notification.Kind.REFUND, key=f"refund:{note.number}",
+           context={"amount": format_money(amount, organisation.language),
+                    "payment": payment.processor_id, "credit_note": note.number,
+                    "number": invoice.number})
     return note
 
 

@@ -1,16 +1,25 @@
 """Every email the product sends, in both languages, from its templates; the grace-ending, the
 card-expiring and the licence-change emails sent once per event."""
 import datetime as dt
+import io
 
 import pytest
 from django.core import mail
 from django.template.loader import render_to_string
 from django.utils import translation
+from djmoney.money import Money
+from pypdf import PdfReader
 
-from billing.models import Notification, PaymentMethod, Status, Subscription
+from billing.models import Notification, Payment, PaymentMethod, Status, Subscription
 from billing.services import lifecycle
+from billing.services.payments import quote_pay
+from billing.services.quotes import Change, quote_create
+from billing.services.support import support_refund
 from store import clock
+from store.models import Plan
+from tests.accounts.factories import UserFactory
 from tests.billing.factories import paid_quote_applied, subscription_in
+from tests.billing.helpers import card_on_file
 
 SAMPLE = {"organisation": "Demo K.K.", "manage_url": "https://kanri.example/manage/",
           "amount": "¥3,300", "reason": "declined", "grace_ends": "2027-01-25",
@@ -83,3 +92,25 @@ def test_a_licence_change_is_emailed_with_before_and_after(
     [change] = note.context["changes"]  # only the regular licences changed
     assert change.endswith(": 3 → 5")
     assert Notification.objects.filter(kind="licence_change").count() == 1
+
+
+@pytest.mark.usefixtures("payment_sandbox")
+def test_a_refund_is_emailed_with_its_credit_note(db, django_capture_on_commit_callbacks):
+    admin = subscription_in(Status.FREE).organisation.users.get()
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    quote = quote_create(organisation=admin.organisation, acting_user=admin, change=Change(
+        Plan.objects.get(code="standard"), "monthly", 3, 0, 0))
+    assert quote_pay(organisation=admin.organisation, quote_id=quote.pk,
+                     acting_user=admin).charged
+    payment = Payment.objects.get(organisation=admin.organisation, paid_with="card")
+    staff = UserFactory(organisation=None, is_staff=True)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        note = support_refund(payment_id=payment.pk, amount=Money(1000, "JPY"), staff=staff,
+                              reason="charged twice")
+    [message] = mail.outbox
+    assert message.to == [admin.email] and note.number in message.subject
+    [(filename, content, kind)] = message.attachments
+    assert kind == "application/pdf" and note.number in filename
+    assert note.number in "".join(page.extract_text() for page in
+                                  PdfReader(io.BytesIO(content)).pages)
