@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_failure, task_postrun, task_prerun
 
 request_id = contextvars.ContextVar("request_id", default="")
 organisation_id = contextvars.ContextVar("organisation_id", default=None)
@@ -82,3 +82,16 @@ def _task_started(task_id=None, **kwargs) -> None:
 @task_postrun.connect(weak=False)
 def _task_finished(**kwargs) -> None:
     request_id.set("")
+
+
+task_log = logging.getLogger("kanri.task")
+
+
+@task_failure.connect(weak=False)
+def _task_failed(sender=None, task_id=None, exception=None, args=None, kwargs=None,
+                 **extra) -> None:
+    """A failed task, with what it was asked (Kanri's tasks take ids and names, never card data
+    or secrets); its retry policy (autoretry, or the next beat run of an idempotent sweep) acts
+    on its own."""
+    task_log.error("task %s failed: %r (args %s, kwargs %s)", getattr(sender, "name", sender),
+                   exception, args, kwargs)

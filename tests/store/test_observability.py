@@ -47,3 +47,22 @@ def test_records_made_during_a_request_carry_its_ids(client, db):
         logger.removeHandler(handler)
     assert seen and seen[-1]["request_id"] == "abc-1"
     assert seen[-1]["organisation_id"] == admin.organisation_id
+
+
+def test_a_failing_task_is_logged_with_its_arguments(caplog):
+    from celery import shared_task
+
+    from store.celery import app
+
+    @shared_task(name="tests.fails")
+    def fails(organisation_id):
+        raise RuntimeError("boom")
+
+    app.conf.task_always_eager, eager_before = True, app.conf.task_always_eager
+    try:
+        with caplog.at_level(logging.ERROR, logger="kanri.task"):
+            fails.apply(args=(42,), task_id="task-7", throw=False)
+    finally:
+        app.conf.task_always_eager = eager_before
+    record = next(r for r in caplog.records if r.name == "kanri.task")
+    assert "task tests.fails failed: RuntimeError('boom') (args (42,)" in record.getMessage()
