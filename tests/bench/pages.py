@@ -5,6 +5,7 @@ Runs against the configured database (SQLite by default, DATABASE_URL otherwise)
 and loading the demo organisation. Prints one line per page: median and 95th-percentile time over
 the requests, and the queries one request makes. Not a test: nothing here asserts a time.
 """
+import logging
 import os
 import platform
 import statistics
@@ -39,6 +40,7 @@ PAGES = [
 
 
 def main() -> None:
+    logging.disable(logging.INFO)  # one access line per request would time the terminal
     call_command("migrate", verbosity=0)
     call_command("demo_data", stdout=open(os.devnull, "w"))
     admin = User.objects.get(email="admin@demo.kanri.test")
