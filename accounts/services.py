@@ -10,6 +10,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, transaction
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.audit import audit_record
 from accounts.errors import AccountsError
@@ -156,3 +157,19 @@ def user_change_licence_type(*, user: User, licence_type: str, acting_user: User
     audit_record(organisation=organisation, actor=acting_user, action="user.licence_changed",
                  target=user, before=before, after=_user_state(user))
     return user
+
+
+@transaction.atomic
+def staff_authenticator_set(*, user: User, reason: str) -> TOTPDevice:
+    """Give a staff member a new authenticator (a TOTP device) for admin's second factor,
+    replacing any they had: a lost phone's codes stop working at once. The caller shows the
+    device's `config_url` (otpauth://) to the staff member once; it holds the secret."""
+    if not user.is_staff:
+        raise AccountsError(_("%(email)s is not support staff.") % {"email": user.email})
+    user = User.objects.select_for_update().get(pk=user.pk)
+    replaced = TOTPDevice.objects.filter(user=user).delete()[0]
+    device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
+    audit_record(organisation=None, actor=None, action="staff.authenticator_set", target=user,
+                 before={"authenticators": replaced}, after={"authenticators": 1},
+                 reason=reason)
+    return device

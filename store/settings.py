@@ -50,7 +50,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG e
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django admin whose site asks staff for a code from their authenticator app (django-otp).
+    "store.admin_config.StaffAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -64,6 +65,8 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_celery_results",
     "ninja",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "store",
     "accounts",
     "billing",
@@ -78,6 +81,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: marks request.user verified when the session passed the second factor.
+    "django_otp.middleware.OTPMiddleware",
     "store.observability.RequestIdMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -146,6 +151,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+
+# Staff's second factor for admin (django-otp, TOTP): the name authenticator apps show, and no
+# device secrets or QR codes on the device pages in admin.
+OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "Kanri")
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # Login throttling (django-axes): five wrong passwords for one email from one address lock that
 # pair out for the cool-off; the lockout page says so and when to try again.

@@ -41,6 +41,7 @@ from tests.billing.helpers import (
     assert_ledger_matches,
     card_on_file,
 )
+from tests.store.helpers import admin_login
 
 pytestmark = pytest.mark.django_db
 START = dt.datetime(2027, 4, 1, 9, 0, tzinfo=dt.UTC)
@@ -346,7 +347,7 @@ def test_a_ledger_row_cannot_be_edited_or_deleted():
 def test_support_staff_see_the_ledger_in_admin_read_only(client):
     subscription = paid_quote_applied(admin=AdminFactory(), regular=4)
     AdminFactory()  # another organisation's rows are not found
-    client.force_login(UserFactory(organisation=None, is_staff=True, is_superuser=True))
+    admin_login(client, UserFactory(organisation=None, is_staff=True, is_superuser=True))
     entry = LicenceLedgerEntry.objects.filter(subscription=subscription).last()
 
     found = client.get(reverse("admin:billing_licenceledgerentry_changelist"),

@@ -16,6 +16,7 @@ from tests.billing.helpers import (
     processor_charges,
     processor_customer_gone,
 )
+from tests.store.helpers import admin_login
 
 pytestmark = pytest.mark.usefixtures("payment_sandbox")
 
@@ -298,7 +299,7 @@ def test_support_staff_see_the_subscription_and_invoices_in_admin_read_only(clie
     buyer = Client()
     buyer.force_login(admin)
     buyer.post(reverse("billing:pay", args=[_quote(buyer).pk]))
-    client.force_login(UserFactory(organisation=None, is_staff=True, is_superuser=True))
+    admin_login(client, UserFactory(organisation=None, is_staff=True, is_superuser=True))
     sub = _subscription(admin)
     invoice = Invoice.objects.get()
 

@@ -15,6 +15,7 @@ from store.models import AddOn, Plan, Price
 from store.selectors import catalog_priced
 from tests.accounts.factories import UserFactory
 from tests.store.factories import SHIPPED_PRICES
+from tests.store.helpers import admin_login
 
 
 def test_the_catalog_has_the_five_plans_in_order_and_three_add_ons(catalog):
@@ -75,8 +76,7 @@ def test_a_price_for_both_a_plan_and_an_add_on_is_refused(catalog):
 
 @pytest.fixture
 def staff_client(client, catalog):
-    client.force_login(UserFactory(organisation=None, is_staff=True, is_superuser=True))
-    return client
+    return admin_login(client, UserFactory(organisation=None, is_staff=True, is_superuser=True))
 
 
 def test_staff_cannot_edit_or_delete_a_saved_price_in_admin(staff_client):
