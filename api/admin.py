@@ -18,16 +18,19 @@ class ReadOnly(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ReadOnly):
-    list_display = ["name", "organisation", "prefix", "created_at", "last_used_at", "revoked_at"]
-    search_fields = ["organisation__name", "prefix", "name"]
+    """A key's name and when it was last used; nothing of the key itself."""
+
+    list_display = ["name", "organisation", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["created_at", "last_used_at", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["organisation__name", "organisation__users__email", "name", "prefix"]
     list_select_related = ["organisation"]
-    exclude = ["secret_hash"]
+    fields = ["organisation", "name", "created_at", "last_used_at", "revoked_at"]
 
 
 @admin.register(UsageReport)
 class UsageReportAdmin(ReadOnly):
     list_display = ["received_at", "organisation", "records", "storage_mb", "reported_at",
                     "applied"]
-    list_filter = ["applied"]
-    search_fields = ["organisation__name"]
+    list_filter = ["applied", "received_at", "reported_at"]
+    search_fields = ["organisation__name", "organisation__users__email"]
     list_select_related = ["organisation"]
