@@ -1,0 +1,97 @@
+"""The processor down (a stopped service: a closed loopback port refuses the connection) during
+card setup, a renewal and a dunning retry: a clear message, nothing half-applied, and once it is
+back the next attempt charges exactly once (issue 12)."""
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.test import override_settings
+from django.urls import reverse
+
+from billing.models import Invoice, Payment, Status, Subscription
+from billing.pricing import Change
+from billing.services import lifecycle
+from billing.services.payments import quote_pay
+from billing.services.quotes import quote_create
+from store import clock
+from store.models import Plan
+from tests.billing.faults import closed_port
+from tests.billing.helpers import DECLINING_CARD, GOOD_CARD, card_on_file, processor_charges
+
+pytestmark = pytest.mark.usefixtures("payment_sandbox")
+BOUGHT = dt.datetime(2027, 1, 10, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+
+
+def processor_down():
+    return override_settings(STRIPE_API_BASE=f"http://127.0.0.1:{closed_port()}")
+
+
+def sub(admin) -> Subscription:
+    return Subscription.objects.get(organisation=admin.organisation)
+
+
+def bought(admin, number=GOOD_CARD):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    with clock.travel(BOUGHT):
+        quote = quote_create(organisation=admin.organisation, acting_user=admin, change=Change(
+            Plan.objects.get(code="standard"), "monthly", 3, 0, 0))
+        assert quote_pay(organisation=admin.organisation, quote_id=quote.pk,
+                         acting_user=admin).charged
+    if number != GOOD_CARD:
+        card_on_file(organisation=admin.organisation, acting_user=admin, number=number)
+    return sub(admin).current_period_end
+
+
+def renewal_charges(admin) -> int:
+    renewal = Invoice.objects.get(organisation=admin.organisation, kind="renewal")
+    ids = set(renewal.payments.exclude(processor_id="").values_list("processor_id", flat=True))
+    return sum(1 for intent in processor_charges(sub(admin).processor_customer_id)
+               if intent.id in ids and intent.status == "succeeded")
+
+
+def test_card_setup_with_the_processor_down_says_so_and_stores_nothing(admin_client, admin):
+    with processor_down():
+        response = admin_client.post(reverse("billing:card_setup"))
+    assert response.status_code == 503
+    assert "not reachable" in response.json()["error"]
+    assert sub(admin).processor_customer_id == ""
+    assert not admin.organisation.payment_methods.exists()
+    assert admin_client.post(reverse("billing:card_setup")).status_code == 200  # back: works
+
+
+def test_a_renewal_with_the_processor_down_fails_plainly_and_the_retry_charges_once(admin):
+    due = bought(admin)
+    with processor_down():
+        with clock.travel(due):
+            lifecycle.sweep_renewals()
+    subscription = sub(admin)
+    assert subscription.status == Status.PAST_DUE  # the invoice is open, nothing else moved
+    [attempt] = Payment.objects.filter(invoice__kind="renewal")
+    assert (attempt.state, attempt.failure_code, attempt.processor_id) == (
+        "failed", "processor_unavailable", "")
+    assert "did not answer: nothing was charged" in attempt.failure_reason
+
+    with clock.travel(due + dt.timedelta(days=1)):
+        lifecycle.sweep_retries()
+        lifecycle.sweep_retries()  # a rerun charges nothing more
+    assert sub(admin).status == Status.ACTIVE
+    assert renewal_charges(admin) == 1
+
+
+def test_a_dunning_retry_with_the_processor_down_changes_nothing_and_the_next_charges_once(
+        admin):
+    due = bought(admin, number=DECLINING_CARD)
+    with clock.travel(due):
+        lifecycle.sweep_renewals()  # declined: past due
+    card_on_file(organisation=admin.organisation, acting_user=admin, number=GOOD_CARD)
+    with processor_down(), clock.travel(due + dt.timedelta(days=1)):
+        lifecycle.sweep_retries()
+    subscription = sub(admin)
+    assert subscription.status == Status.PAST_DUE
+    assert subscription.grace_ends_at == due + dt.timedelta(days=15)  # grace not restarted
+    assert Payment.objects.filter(invoice__kind="renewal",
+                                  failure_code="processor_unavailable").count() == 1
+
+    with clock.travel(due + dt.timedelta(days=3)):
+        lifecycle.sweep_retries()
+    assert sub(admin).status == Status.ACTIVE and renewal_charges(admin) == 1
