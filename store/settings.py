@@ -288,6 +288,8 @@ KANRI_BASE_URL = os.environ.get("KANRI_BASE_URL", "http://127.0.0.1:8000")
 # Billing rules (SPEC.md): periods in days, tax per currency, the qualified-invoice number.
 KANRI_TRIAL_DAYS = int(os.environ.get("KANRI_TRIAL_DAYS", "15"))
 KANRI_TRIAL_REMINDER_DAYS = int(os.environ.get("KANRI_TRIAL_REMINDER_DAYS", "3"))
+# Rows a subscription-life sweep moves per transaction (billing.services.lifecycle).
+KANRI_SWEEP_BATCH = int(os.environ.get("KANRI_SWEEP_BATCH", "1000"))
 # Days before the grace period ends that the admins are reminded the account will lock.
 KANRI_GRACE_REMINDER_DAYS = int(os.environ.get("KANRI_GRACE_REMINDER_DAYS", "3"))
 # How far ahead a default card that will have expired by the next charge is announced.

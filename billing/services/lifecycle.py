@@ -75,7 +75,7 @@ from store.money import (
 )
 
 logger = logging.getLogger(__name__)
-BATCH = 1000
+BATCH = settings.KANRI_SWEEP_BATCH  # rows per transaction (a setting for ops and tests)
 
 
 def _local_date(moment: dt.datetime | None, time_zone: str) -> str:
