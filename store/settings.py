@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -105,6 +107,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -241,6 +244,24 @@ STRIPE_API_BASE = (os.environ.get("STRIPE_API_BASE", "").strip()
 # Stripe.js: empty means "beside the API" (localstripe serves a stand-in there); production
 # with Stripe's API base loads https://js.stripe.com/v3/.
 STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "")
+# Content Security Policy (Django's own): scripts only from Kanri, with the per-response nonce,
+# and from the processor's Stripe.js; its card frame and API calls to the processor. Against the
+# local sandbox (any loopback port: tests start it on a free one) the sandbox's origin instead.
+_STRIPE_ORIGINS = (["https://js.stripe.com", "https://*.stripe.com"]
+                   if "api.stripe.com" in STRIPE_API_BASE
+                   else ["http://127.0.0.1:*", "http://localhost:*"])
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE, *_STRIPE_ORIGINS],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],  # htmx adds its indicator styles inline
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF, *_STRIPE_ORIGINS],
+    "frame-src": [CSP.SELF, *_STRIPE_ORIGINS],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "object-src": [CSP.NONE],
+}
 STRIPE_TIMEOUT_SECONDS = float(os.environ.get("STRIPE_TIMEOUT_SECONDS", "20"))
 # The signing secret of the webhook endpoint (/billing/webhooks/stripe/): Stripe shows it when
 # the endpoint is made; `manage.py register_sandbox_webhook` gives the sandbox this one.
