@@ -17,7 +17,7 @@ PYTHON ?= $(shell for c in $(PYTHON_CANDIDATES); do \
 help:
 	@echo "make run    serve Kanri on http://127.0.0.1:$(PORT)/ with worker, beat and the payment sandbox"
 	@echo "make test   install the dev extra and run the whole test suite"
-	@echo "make bench  page timings and query counts; with PostgreSQL, the sweeps at 100,000 subscriptions and (with Redis) the API's authorize under 50 clients"
+	@echo "make bench  page timings and query counts; with PostgreSQL, the sweeps at 100,000 subscriptions, payments through the sandbox against bare PaymentIntents and (with Redis) the API's authorize and every portal page under 50 clients"
 	@echo "make lint   ruff"
 
 python:
@@ -59,6 +59,8 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python tests/bench/pages.py
 	$(BIN)/python tests/bench/sweeps.py
 	$(BIN)/python tests/bench/api.py
+	$(BIN)/python tests/bench/pages_load.py
+	$(BIN)/python tests/bench/payments.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
