@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,11 +33,15 @@ def trials_ended_long_ago(standard: Plan) -> list[int]:
     User.objects.bulk_create(
         User(email=f"admin{org.pk}@killed.test", organisation=org, role=Role.ADMIN, password="!")
         for org in organisations)
-    ended = clock.now() - dt.timedelta(days=1)
+    # Due on any clock: the worker process reads the real one, this process the test clock.
+    ended = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     return [subscription.pk for subscription in Subscription.objects.bulk_create(
         Subscription(organisation=org, plan=standard, currency="JPY", regular_licences=3,
                      status=Status.TRIALING, trial_ends_at=ended,
                      credit_balance=Money(0, "JPY")) for org in organisations)]
+
+
+LOGS: list[Path] = []
 
 
 def worker() -> subprocess.Popen:
@@ -46,20 +51,27 @@ def worker() -> subprocess.Popen:
                            f"{database['PORT']}/{database['NAME']}",
            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "DEBUG": "1",
            "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend"}
-    return subprocess.Popen(
+    log = Path(tempfile.mkstemp(prefix="killed-worker-", suffix=".log")[1])
+    LOGS.append(log)
+    process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "store", "worker", "--pool=solo",
-         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel=WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel=INFO"],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    # Ready when it answers a ping (the task is sent only then).
+    wait_for(lambda: process.poll() is None and bool(app.control.ping(timeout=0.5)),
+             timeout=90)
+    return process
 
 
 def moved() -> int:
     return SubscriptionStatusChange.objects.filter(to_status=Status.FREE).count()
 
 
-def wait_for(condition, timeout=60) -> None:
+def wait_for(condition, timeout=90) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
+        logs = "\n".join(log.read_text()[-3000:] for log in LOGS if log.exists())
+        assert time.monotonic() < deadline, f"timed out; the workers said:\n{logs}"
         time.sleep(0.01)
 
 
