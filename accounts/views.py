@@ -58,6 +58,9 @@ def lockout(request, credentials, *args, **kwargs):
     return render(request, "accounts/lockout.html", {"minutes": minutes}, status=429)
 
 
+USERS_PAGE_SIZE = 25
+
+
 def _users_context(request, **extra) -> dict:
     """The users page: everyone, the licence panel, and what a refusal needs (extra)."""
     from billing import selectors as billing_selectors
@@ -65,7 +68,11 @@ def _users_context(request, **extra) -> dict:
     organisation = request.user.organisation
     subscription = billing_selectors.subscription_for_panel(organisation=organisation)
     counts = selectors.org_user_counts(organisation=organisation)
-    return {"users": selectors.org_users(organisation=organisation),
+    paginator = Paginator(selectors.org_users(organisation=organisation), USERS_PAGE_SIZE)
+    # The grouped count already says how many there are: no COUNT query for the pager.
+    paginator.count = sum(row["active"] + row["deactivated"] for row in counts.values())
+    page = paginator.get_page(request.GET.get("page"))
+    return {"users": page.object_list, "page": page,
             "subscription": subscription, "licence_types": LicenceType.choices,
             "panel": billing_selectors.licence_panel(subscription=subscription, counts=counts),
             **extra}

@@ -305,3 +305,13 @@ def test_the_user_list_query_count_does_not_grow_with_the_organisation(
     # session, user, organisation, subscription (the licence panel), user counts, users
     with django_assert_num_queries(6):
         admin_client.get(reverse("accounts:users"))
+
+
+def test_the_user_list_shows_25_a_page(admin_client, admin):
+    UserFactory.create_batch(30, organisation=admin.organisation)
+    first = admin_client.get(reverse("accounts:users"), HTTP_ACCEPT_LANGUAGE="en")
+    second = admin_client.get(reverse("accounts:users"), {"page": 2},
+                              HTTP_ACCEPT_LANGUAGE="en")
+    assert first.content.decode().count('data-testid="user-row"') == 25
+    assert second.content.decode().count('data-testid="user-row"') == 6
+    assert "Page 2 of 2" in second.content.decode()
