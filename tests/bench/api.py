@@ -130,12 +130,14 @@ def serve(port: int, log_file) -> subprocess.Popen:
 
 
 class Phase:
-    """CLIENTS threads sending one kind of request for `seconds`."""
+    """CLIENTS threads, one keep-alive connection each, sending one request for `seconds`; an
+    answer counts as an error unless it is a 200 that `ok(body)` accepts."""
 
-    def __init__(self, port: int, kind: str, full_key: str, seconds: float):
-        self.port, self.kind, self.seconds = port, kind, seconds
-        self.headers = {"Authorization": f"Bearer {full_key}",
-                        "Content-Type": "application/json"}
+    def __init__(self, port: int, method: str, path: str, seconds: float, *,
+                 headers: dict | None = None, body: str | None = None, ok=None):
+        self.port, self.method, self.path, self.seconds = port, method, path, seconds
+        self.headers, self.body = headers or {}, body
+        self.ok = ok or (lambda body: True)
         self.latencies: list[float] = []
         self.errors: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -147,10 +149,7 @@ class Phase:
         stop = time.perf_counter() + self.seconds
         while (began := time.perf_counter()) < stop:
             try:
-                if self.kind == "authorize":
-                    connection_.request("POST", "/api/v1/authorize", AUTHORIZE, self.headers)
-                else:
-                    connection_.request("GET", BASELINE)
+                connection_.request(self.method, self.path, self.body, self.headers)
                 response = connection_.getresponse()
                 body = response.read()
                 status = response.status
@@ -159,7 +158,7 @@ class Phase:
                 errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
                 continue
             mine.append(time.perf_counter() - began)
-            if status != 200 or (self.kind == "authorize" and b'"allowed": true' not in body):
+            if status != 200 or not self.ok(body):
                 errors[str(status)] = errors.get(str(status), 0) + 1
         connection_.close()
         with self.lock:
@@ -175,6 +174,16 @@ class Phase:
         for thread in threads:
             thread.join()
         return self
+
+
+def phase(port: int, kind: str, full_key: str, seconds: float) -> Phase:
+    """An authorize phase (allowed answers only) or a baseline one."""
+    if kind == "baseline":
+        return Phase(port, "GET", BASELINE, seconds)
+    return Phase(port, "POST", "/api/v1/authorize", seconds, body=AUTHORIZE,
+                 headers={"Authorization": f"Bearer {full_key}",
+                          "Content-Type": "application/json"},
+                 ok=lambda body: b'"allowed": true' in body)
 
 
 def summary(phases: list[Phase]) -> dict:
@@ -213,14 +222,14 @@ def main() -> None:
         f"of {SECONDS:g} s each way")
     server = serve(port, log_file)
     try:
-        Phase(port, "authorize", full_key, 1).run()  # warm-up: connections, caches
-        Phase(port, "baseline", full_key, 1).run()
+        phase(port, "authorize", full_key, 1).run()  # warm-up: connections, caches
+        phase(port, "baseline", full_key, 1).run()
         runs: dict[str, list[Phase]] = {"authorize": [], "baseline": []}
         cpu_before, wall_before = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         for number in range(ROUNDS):
             order = ["authorize", "baseline"] if number % 2 == 0 else ["baseline", "authorize"]
             for kind in order:
-                runs[kind].append(Phase(port, kind, full_key, SECONDS).run())
+                runs[kind].append(phase(port, kind, full_key, SECONDS).run())
         cpu_after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     finally:
         server.terminate()

@@ -17,14 +17,11 @@ Needs PostgreSQL and Redis: otherwise one JSON line saying why it skipped. Not a
 here asserts a figure. Naming pages (`tests/bench/pages_load.py /pricing/`) runs only those.
 """
 import datetime as dt
-import http.client
 import json
 import os
 import platform
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +52,15 @@ from billing.services.subscriptions import subscription_apply_quote  # noqa: E40
 from store import clock  # noqa: E402
 from store.celery import app  # noqa: E402
 from store.models import Plan  # noqa: E402
-from tests.bench.api import BASELINE, CLIENTS, WORKERS, free_port, serve, summary  # noqa: E402
+from tests.bench.api import (  # noqa: E402
+    BASELINE,
+    CLIENTS,
+    WORKERS,
+    Phase,
+    free_port,
+    serve,
+    summary,
+)
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
@@ -125,48 +130,10 @@ def in_process(admin: User, pages: list[str]) -> tuple[str, dict]:
     return client.cookies[settings.SESSION_COOKIE_NAME].value, facts
 
 
-class Phase:
-    """CLIENTS threads, one keep-alive connection each, GETting one path for `seconds`."""
-
-    def __init__(self, port: int, path: str, cookie: str, seconds: float):
-        self.port, self.path, self.seconds = port, path, seconds
-        self.headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"}
-        self.latencies: list[float] = []
-        self.errors: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    def client(self, start: threading.Barrier) -> None:
-        connection_ = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        mine, errors = [], {}
-        start.wait()
-        stop = time.perf_counter() + self.seconds
-        while (began := time.perf_counter()) < stop:
-            try:
-                connection_.request("GET", self.path, headers=self.headers)
-                response = connection_.getresponse()
-                response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException) as error:
-                connection_.close()
-                errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
-                continue
-            mine.append(time.perf_counter() - began)
-            if status != 200:
-                errors[str(status)] = errors.get(str(status), 0) + 1
-        connection_.close()
-        with self.lock:
-            self.latencies.extend(mine)
-            for name, count in errors.items():
-                self.errors[name] = self.errors.get(name, 0) + count
-
-    def run(self) -> "Phase":
-        start = threading.Barrier(CLIENTS)
-        threads = [threading.Thread(target=self.client, args=(start,)) for _ in range(CLIENTS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return self
+def page_phase(port: int, path: str, cookie: str, seconds: float) -> Phase:
+    """GETs of one page with the admin's session cookie."""
+    return Phase(port, "GET", path, seconds,
+                 headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"})
 
 
 def main() -> None:
@@ -200,15 +167,15 @@ def main() -> None:
                "python": platform.python_version(), "postgres": server_version,
                "gunicorn_workers": WORKERS, "clients": CLIENTS, "debug": False}
     try:
-        Phase(port, BASELINE, cookie, 1).run()  # warm-up: connections, caches
+        page_phase(port, BASELINE, cookie, 1).run()  # warm-up: connections, caches
         for page in pages:
-            Phase(port, page, cookie, 1).run()
+            page_phase(port, page, cookie, 1).run()
             runs: dict[str, list[Phase]] = {"page": [], "baseline": []}
             for number in range(ROUNDS):
                 order = ["page", "baseline"] if number % 2 == 0 else ["baseline", "page"]
                 for kind in order:
-                    runs[kind].append(Phase(port, page if kind == "page" else BASELINE,
-                                            cookie, SECONDS).run())
+                    runs[kind].append(page_phase(port, page if kind == "page" else BASELINE,
+                                                 cookie, SECONDS).run())
             measured, baseline = summary(runs["page"]), summary(runs["baseline"])
             print(json.dumps({
                 "page": page, "req_s": measured["rps"], "p99_ms": measured["p99_ms"],
