@@ -61,6 +61,25 @@ def plans(request):
     })
 
 
+def _form_errors(form) -> str:
+    return " ".join(str(message) for messages_ in form.errors.values() for message in messages_)
+
+
+def _quote_or_price(request, subscription, change: pricing.Change):
+    """A change asked for on a form: a POST makes its quote (→ the review), a GET prices it
+    live. (redirect or None, priced, error, status)."""
+    organisation = request.user.organisation
+    try:
+        if request.method == "POST":
+            quote = quotes.quote_create(organisation=organisation, acting_user=request.user,
+                                        change=change)
+            return redirect("billing:review", quote_id=quote.pk), None, "", 302
+        return None, pricing.quote_price(organisation=organisation, subscription=subscription,
+                                         change=change), "", 200
+    except BillingError as refused:
+        return None, None, str(refused), 400
+
+
 def _change_from(form: ConfigureForm, plan: Plan) -> pricing.Change:
     data = form.cleaned_data
     return pricing.Change(plan, data["cycle"], data["regular_licences"], data["team_licences"],
@@ -80,20 +99,12 @@ def configure(request, code: str):
     form = ConfigureForm(request.POST or request.GET or None, initial=initial)
     priced, error, status = None, "", 200
     if form.is_bound and form.is_valid():
-        change = _change_from(form, plan)
-        try:
-            if request.method == "POST":
-                quote = quotes.quote_create(organisation=organisation, acting_user=request.user,
-                                            change=change)
-                return redirect("billing:review", quote_id=quote.pk)
-            priced = pricing.quote_price(organisation=organisation, subscription=subscription,
-                                        change=change)
-        except BillingError as refused:
-            error, status = str(refused), 400
+        quoted, priced, error, status = _quote_or_price(request, subscription,
+                                                        _change_from(form, plan))
+        if quoted:
+            return quoted
     elif form.is_bound:
-        error = " ".join(str(message) for messages_ in form.errors.values()
-                         for message in messages_)
-        status = 400
+        error, status = _form_errors(form), 400
     else:
         try:
             priced = pricing.quote_price(organisation=organisation, subscription=subscription,
@@ -128,17 +139,14 @@ def _licence_screen(request, *, remove: bool):
         try:
             change = licences.licence_change(subscription=subscription, remove=remove,
                                              **form.cleaned_data)
-            if request.method == "POST":
-                quote = quotes.quote_create(organisation=organisation, acting_user=request.user,
-                                            change=change)
-                return redirect("billing:review", quote_id=quote.pk)
-            priced = pricing.quote_price(organisation=organisation, subscription=subscription,
-                                        change=change)
         except BillingError as refused:
             error, status = str(refused), 400
+        else:
+            quoted, priced, error, status = _quote_or_price(request, subscription, change)
+            if quoted:
+                return quoted
     elif form.is_bound:
-        error, status = " ".join(str(message) for messages_ in form.errors.values()
-                                 for message in messages_), 400
+        error, status = _form_errors(form), 400
     context = {"form": form, "priced": priced, "error": error, "refusal": refusal,
                "subscription": subscription, "remove": remove,
                "panel": selectors.licence_panel(
@@ -452,9 +460,8 @@ def payment_history_csv(request):
     """The filtered rows as CSV, every page, in the organisation's time zone."""
     form, payments = _history_filter(request)
     if payments is None:
-        return HttpResponseBadRequest(" ".join(
-            str(message) for errors in form.errors.values() for message in errors),
-            content_type="text/plain; charset=utf-8")
+        return HttpResponseBadRequest(_form_errors(form),
+                                      content_type="text/plain; charset=utf-8")
     organisation = request.user.organisation
     response = StreamingHttpResponse(
         history_csv(payments.iterator(chunk_size=500), time_zone=organisation.time_zone),
