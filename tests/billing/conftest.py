@@ -2,6 +2,7 @@ import pytest
 from django.utils import translation
 
 from tests.accounts.factories import AdminFactory
+from tests.billing.faults import AnswerDroppingProxy
 
 
 @pytest.fixture(autouse=True)
@@ -22,3 +23,11 @@ def admin_client(client, admin):
     client.force_login(admin)
     client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
     return client
+
+
+@pytest.fixture
+def proxy(payment_sandbox):
+    """A loopback proxy in front of the sandbox that can drop the processor's answers."""
+    proxy = AnswerDroppingProxy(payment_sandbox)
+    yield proxy
+    proxy.close()

@@ -35,18 +35,6 @@ def tokyo(*args):
     return dt.datetime(*args, tzinfo=TOKYO)
 
 
-@pytest.fixture
-def admin(db):
-    return AdminFactory()
-
-
-@pytest.fixture
-def admin_client(client, admin):
-    client.force_login(admin)
-    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
-    return client
-
-
 def _subscription(admin) -> Subscription:
     return Subscription.objects.get(organisation=admin.organisation)
 

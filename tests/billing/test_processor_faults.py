@@ -20,7 +20,6 @@ from billing.services.charging import payments_settle_open
 from store import clock
 from tests.accounts.factories import AdminFactory
 from tests.billing import faults
-from tests.billing.faults import AnswerDroppingProxy
 from tests.billing.helpers import card_on_file, processor_charges
 
 pytestmark = pytest.mark.usefixtures("payment_sandbox")
@@ -56,13 +55,6 @@ def silent_port():
     server.listen(8)
     yield server.getsockname()[1]
     server.close()
-
-
-@pytest.fixture
-def proxy(payment_sandbox):
-    proxy = AnswerDroppingProxy(payment_sandbox)
-    yield proxy
-    proxy.close()
 
 
 def _sub(admin):

@@ -24,18 +24,6 @@ CONFIGURE = {"cycle": "monthly", "regular_licences": "3", "team_licences": "0",
              "storage_units": "0"}
 
 
-@pytest.fixture
-def admin(db):
-    return AdminFactory()
-
-
-@pytest.fixture
-def admin_client(client, admin):
-    client.force_login(admin)
-    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
-    return client
-
-
 def _subscription(admin):
     return Subscription.objects.get(organisation=admin.organisation)
 

@@ -29,7 +29,6 @@ from accounts.models import AuditEvent
 from billing import gateway
 from billing.models import Invoice, Payment, PaymentMethod, Quote, Subscription, WebhookEvent
 from tests.accounts.factories import AdminFactory
-from tests.billing.faults import AnswerDroppingProxy
 from tests.billing.helpers import DECLINING_CARD, card_on_file, processor_charges
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True),
@@ -177,13 +176,6 @@ def paid(client, paying, deliveries):
     payment = Payment.objects.get()
     delivery = deliveries.wait_for("payment_intent.succeeded", payment.processor_id)
     return admin, payment, delivery
-
-
-@pytest.fixture
-def proxy(payment_sandbox):
-    proxy = AnswerDroppingProxy(payment_sandbox)
-    yield proxy
-    proxy.close()
 
 
 # Real deliveries ------------------------------------------------------------------------------
