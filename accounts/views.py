@@ -6,6 +6,8 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -32,14 +34,14 @@ def home(request):
 def sign_up(request):
     if request.user.is_authenticated:
         return redirect("accounts:home")
-    form = SignUpForm(request.POST or None)
+    form = SignUpForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             admin = services.organisation_sign_up(**form.cleaned_data)
         except AccountsError as error:
             form.add_error(None, str(error))
         else:
-            login(request, admin, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, admin, backend="accounts.backends.UserBackend")
             messages.success(request, _("Welcome to Kanri. Your organisation is on the Free plan."))
             return redirect("accounts:home")
     return render(request, "accounts/sign_up.html", {"form": form},
@@ -61,6 +63,14 @@ def lockout(request, credentials, *args, **kwargs):
 USERS_PAGE_SIZE = 25
 
 
+def _licence_options() -> dict[str, str]:
+    """The licence type list's options, once with each type selected: made once a page, not
+    once a row."""
+    return {selected: format_html_join("", '<option value="{}"{}>{}</option>', (
+        (value, mark_safe(" selected") if value == selected else "", label)
+        for value, label in LicenceType.choices)) for selected in LicenceType.values}
+
+
 def _users_context(request, **extra) -> dict:
     """The users page: everyone, the licence panel, and what a refusal needs (extra)."""
     from billing import selectors as billing_selectors
@@ -73,7 +83,7 @@ def _users_context(request, **extra) -> dict:
     paginator.count = sum(row["active"] + row["deactivated"] for row in counts.values())
     page = paginator.get_page(request.GET.get("page"))
     return {"users": page.object_list, "page": page,
-            "subscription": subscription, "licence_types": LicenceType.choices,
+            "subscription": subscription, "licence_options": _licence_options(),
             "panel": billing_selectors.licence_panel(subscription=subscription, counts=counts),
             **extra}
 
@@ -85,7 +95,7 @@ def user_list(request):
 
 @org_admin_required
 def user_add(request):
-    form = UserAddForm(request.POST or None)
+    form = UserAddForm(request.POST if request.method == "POST" else None)
     shortage = None
     if request.method == "POST" and form.is_valid():
         try:

@@ -112,13 +112,19 @@ def renewal_amount(subscription: Subscription) -> Money | None:
 
 def subscription_overview(*, organisation: Organisation) -> Overview:
     subscription = (Subscription.objects
-                    .select_related("organisation", "plan", "plan_price", "team_price",
-                                    "storage_price", "default_payment_method")
+                    .select_related("plan", "plan_price", "team_price", "storage_price",
+                                    "default_payment_method")
                     .get(organisation=organisation))
+    subscription.organisation = organisation  # the signed-in user's, already loaded
+    # The payment that settled each invoice, as one column: an invoice's attempts can be many.
+    paid_by = (Payment.objects.filter(invoice=OuterRef("pk"), state=Payment.State.SUCCEEDED)
+               .exclude(processor_id="").order_by("-pk").values("processor_id")[:1])
     invoices = list(Invoice.objects.filter(organisation=organisation)
-                    .prefetch_related("payments")[:10])
+                    .only("number", "issued_at", "plan_name", "plan_name_ja", "state", "currency",
+                          "total", "total_currency", "amount_paid", "amount_paid_currency")
+                    .annotate(paid_by=Subquery(paid_by))[:10])
     open_payment = (Payment.objects.filter(organisation=organisation, state__in=Payment.OPEN)
-                    .select_related("quote").first())
+                    .only("amount", "amount_currency", "created_at", "quote_id").first())
     return Overview(subscription=subscription, next_renewal_amount=renewal_amount(subscription),
                     invoices=invoices, open_payment=open_payment,
                     dunning=dunning_timeline(subscription),
@@ -264,18 +270,30 @@ def _local_midnight(day: dt.date, time_zone: str) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=ZoneInfo(time_zone))
 
 
+# What a history row (page and CSV) prints, and nothing else: the invoice and quote are wide.
+HISTORY_COLUMNS = (
+    "processor_id", "created_at", "amount", "amount_currency", "state", "paid_with",
+    "failure_code", "failure_reason", "card_brand", "card_last4", "idempotency_key",
+    "quote_id", "invoice_id", "invoice__number", "invoice__plan_name", "invoice__plan_name_ja",
+    "quote__plan_id", "quote__from_plan_id", "quote__cycle", "quote__from_cycle",
+    "quote__plan__name", "quote__plan__name_ja")
+
+
+def _payments_with_rows(organisation: Organisation) -> QuerySet[Payment]:
+    return (Payment.objects.filter(organisation=organisation)
+            .select_related("invoice", "quote__plan")
+            .annotate(renewal_cycle=Subquery(
+                InvoiceLine.objects.filter(invoice_id=OuterRef("invoice_id"), plan__isnull=False)
+                .order_by("pk").values("price__cycle")[:1]))
+            .order_by("-created_at", "-id"))
+
+
 def payment_history(*, organisation: Organisation, start: dt.date | None = None,
                     end: dt.date | None = None, status: str = "") -> QuerySet[Payment]:
     """Every payment attempt of the organisation, newest first, with what each row prints
-    selected or annotated in the same query (a page costs the same whatever its size).
-    `start` and `end` are days on the organisation's clock, both included."""
-    payments = (Payment.objects.filter(organisation=organisation)
-                .select_related("invoice", "quote__plan")
-                .annotate(renewal_cycle=Subquery(
-                    InvoiceLine.objects.filter(invoice_id=OuterRef("invoice_id"),
-                                               plan__isnull=False)
-                    .order_by("pk").values("price__cycle")[:1]))
-                .order_by("-created_at", "-id"))
+    selected or annotated in the same query (a page costs the same whatever its size), and only
+    that. `start` and `end` are days on the organisation's clock, both included."""
+    payments = _payments_with_rows(organisation).only(*HISTORY_COLUMNS)
     if start:
         payments = payments.filter(created_at__gte=_local_midnight(start,
                                                                    organisation.time_zone))
@@ -290,7 +308,7 @@ def payment_history(*, organisation: Organisation, start: dt.date | None = None,
 def payment_get(*, organisation: Organisation, payment_id: int) -> Payment:
     """One attempt of this organisation with its invoice's lines, or 404."""
     return get_object_or_404(
-        payment_history(organisation=organisation).prefetch_related("invoice__lines"),
+        _payments_with_rows(organisation).prefetch_related("invoice__lines"),
         pk=payment_id)
 
 

@@ -54,9 +54,9 @@ def test_manage_counts_users_per_licence_type(client, admin, django_assert_num_q
     UserFactory.create_batch(4)  # another organisation's people are not counted
     client.force_login(admin)
 
-    # session, user, organisation, subscription, invoices, the open payment if any, a trial
-    # that just ended (Free only), one grouped count
-    with django_assert_num_queries(8):
+    # session, user (with its organisation), subscription, invoices, the open payment if any,
+    # a trial that just ended (Free only), one grouped count
+    with django_assert_num_queries(7):
         response = client.get(reverse("billing:details"))
 
     assert response.context["counts"] == {

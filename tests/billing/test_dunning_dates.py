@@ -125,8 +125,8 @@ def test_the_timeline_costs_no_query(client, admin, django_assert_num_queries):
     unpaid_renewal(admin)
     client.force_login(admin)
 
-    # as for any organisation: session, user, organisation (with its subscription's status),
-    # subscription (with its organisation's clock), invoices, the open payment, the user count
-    with django_assert_num_queries(7):
+    # as for any organisation: session, user (with its organisation and its subscription's
+    # status), subscription, invoices, the open payment, the user count
+    with django_assert_num_queries(6):
         response = client.get(reverse("billing:details"))
     assert response.context["overview"].dunning.grace_ends_on == dt.date(2027, 12, 31)

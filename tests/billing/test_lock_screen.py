@@ -145,8 +145,8 @@ def test_the_redirect_costs_no_query_beyond_what_every_page_pays(admin_client, a
                                                                   django_assert_num_queries):
     lock(admin)
 
-    # session, user, organisation (joined with its subscription's status)
-    with django_assert_num_queries(3):
+    # session, user (joined with its organisation and its subscription's status)
+    with django_assert_num_queries(2):
         response = admin_client.get(reverse("billing:details"))
     assert response.url == reverse("billing:locked")
 
