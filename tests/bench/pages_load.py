@@ -1,13 +1,15 @@
 """`make bench`: issue 12's page-speed bar. Each portal page under 50 concurrent clients, next to
-the one-query baseline page, both served by gunicorn with DEBUG off, in the same run.
+a login-required page that runs one query (`/bench/one-query/signed-in/`, tests/bench/urls.py),
+both served by gunicorn with DEBUG off, in the same run.
 
 Reuses tests/bench/api.py's server (gunicorn with tests/bench/settings.py on a free loopback
 port, sync workers; BENCH_WORKERS, default 5 as the issue's 2-core setup) and its summary. The
 data: the demo organisation (`demo_data`) grown to 100 users on Standard monthly, bought by a
 quote applied as paid under the subscription's row lock (no processor: the card charge is not
 what is measured), one card on file (a stored row, never sent to the processor) and 500 payments
-in its history (bulk inserts). The clients send its admin's session cookie (a session made with
-`Client.force_login`); GETs need no CSRF token. The data stays for the next run.
+in its history (bulk inserts); for the lock screen, a second organisation locked by the real
+renewal (no card) and lock sweep. The clients send the admin's session cookie (a session made
+with `Client.force_login`); GETs need no CSRF token. The data stays for the next run.
 
 For each page, rounds of BENCH_SECONDS each (BENCH_ROUNDS of them): the page, then the baseline,
 then the baseline first in the next round, and so on. Prints one JSON line per page: its
@@ -44,16 +46,16 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, override_settings  # noqa: E402
 
 from accounts.models import LicenceType, Role, User  # noqa: E402
-from accounts.services import user_add  # noqa: E402
+from accounts.services import organisation_sign_up, user_add  # noqa: E402
 from billing.models import Payment, PaymentMethod, Status, Subscription  # noqa: E402
 from billing.pricing import Change  # noqa: E402
+from billing.services import lifecycle  # noqa: E402
 from billing.services.quotes import quote_create  # noqa: E402
 from billing.services.subscriptions import subscription_apply_quote  # noqa: E402
 from store import clock  # noqa: E402
 from store.celery import app  # noqa: E402
 from store.models import Plan  # noqa: E402
 from tests.bench.api import (  # noqa: E402
-    BASELINE,
     CLIENTS,
     WORKERS,
     Phase,
@@ -65,11 +67,15 @@ from tests.bench.api import (  # noqa: E402
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 ADMIN = "admin@demo.kanri.test"
+LOCKED_ADMIN = "admin@locked-bench.kanri.test"
 USERS = 100
 PAYMENTS = 500
+LOCK_SCREEN = "/manage/locked/"  # as the admin of a locked organisation (locked_organisation)
+# The issue's baseline: a login-required view that runs one query (tests/bench/urls.py).
+BASELINE = "/bench/one-query/signed-in/"
 PAGES = ["/manage/", "/manage/plans/", "/manage/plans/standard/", "/manage/users/", "/pricing/",
          "/manage/payment-methods/", "/manage/payments/", "/manage/activity/",
-         "/manage/licences/add/"]
+         "/manage/licences/add/", LOCK_SCREEN]
 
 
 def log(message: str) -> None:
@@ -116,6 +122,36 @@ def grow_demo_organisation() -> User:
     return admin
 
 
+def locked_organisation() -> User:
+    """A second organisation whose admin sees the lock screen (once): Standard bought, its
+    renewal due with no card on file (the real renewal: invoiced, failed, past due), then its
+    grace period over and the real lock sweep run."""
+    admin = User.objects.filter(email=LOCKED_ADMIN).first()
+    if admin is None:
+        admin = organisation_sign_up(org_name="ロック ベンチ株式会社", email=LOCKED_ADMIN,
+                                     password="bench-password-not-used-2026")
+        quote = quote_create(organisation=admin.organisation, acting_user=admin, change=Change(
+            Plan.objects.get(code="standard"), "monthly", 3, 0, 0))
+        with transaction.atomic():
+            subscription = Subscription.objects.select_for_update().get(
+                organisation=admin.organisation)
+            subscription_apply_quote(quote=quote, subscription=subscription, payment=None,
+                                     actor=admin)
+    subscription = Subscription.objects.get(organisation=admin.organisation)
+    if subscription.status == Status.ACTIVE:
+        Subscription.objects.filter(pk=subscription.pk).update(
+            current_period_end=clock.now() - dt.timedelta(hours=1))
+        lifecycle.subscription_renew(subscription_id=subscription.pk)
+    if Subscription.objects.get(pk=subscription.pk).status == Status.PAST_DUE:
+        Subscription.objects.filter(pk=subscription.pk).update(
+            grace_ends_at=clock.now() - dt.timedelta(minutes=1))
+        lifecycle.sweep_locks()
+    status = Subscription.objects.get(pk=subscription.pk).status
+    if status != Status.LOCKED:
+        raise SystemExit(f"the lock screen's organisation is {status}, not locked")
+    return admin
+
+
 def in_process(admin: User, pages: list[str]) -> tuple[str, dict]:
     """The admin's session id, and each page's status, queries and bytes after a first request."""
     client = Client(SERVER_NAME="127.0.0.1")
@@ -146,7 +182,11 @@ def main() -> None:
     pages = sys.argv[1:] or PAGES
     call_command("migrate", verbosity=0)
     admin = grow_demo_organisation()
-    cookie, facts = in_process(admin, pages)
+    cookie, facts = in_process(admin, [page for page in pages if page != LOCK_SCREEN])
+    cookies = dict.fromkeys(pages, cookie)
+    if LOCK_SCREEN in pages:
+        cookies[LOCK_SCREEN], lock_facts = in_process(locked_organisation(), [LOCK_SCREEN])
+        facts.update(lock_facts)
     for page, fact in facts.items():
         if fact["status"] != 200:
             raise SystemExit(f"{page} answers {fact['status']} to the bench's admin")
@@ -169,13 +209,13 @@ def main() -> None:
     try:
         page_phase(port, BASELINE, cookie, 1).run()  # warm-up: connections, caches
         for page in pages:
-            page_phase(port, page, cookie, 1).run()
+            page_phase(port, page, cookies[page], 1).run()
             runs: dict[str, list[Phase]] = {"page": [], "baseline": []}
             for number in range(ROUNDS):
                 order = ["page", "baseline"] if number % 2 == 0 else ["baseline", "page"]
                 for kind in order:
                     runs[kind].append(page_phase(port, page if kind == "page" else BASELINE,
-                                                 cookie, SECONDS).run())
+                                                 cookies[page], SECONDS).run())
             measured, baseline = summary(runs["page"]), summary(runs["baseline"])
             print(json.dumps({
                 "page": page, "req_s": measured["rps"], "p99_ms": measured["p99_ms"],

@@ -1,5 +1,8 @@
-"""Kanri's URLs and `/bench/one-query/`: the baseline the API bench compares with, a login-free
-JSON page that runs one indexed ORM query through the same middleware. Bench only."""
+"""Kanri's URLs and the two baselines the benches compare with, each a JSON page that runs one
+indexed ORM query through the same middleware: `/bench/one-query/` (login-free, for the API)
+and `/bench/one-query/signed-in/` (login required, as every portal page is: the session and the
+user are read first, as for the pages). Bench only."""
+from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.urls import path
 
@@ -12,4 +15,5 @@ def one_query(request):
                          .first()})
 
 
-urlpatterns = [path("bench/one-query/", one_query), *site]
+urlpatterns = [path("bench/one-query/", one_query),
+               path("bench/one-query/signed-in/", login_required(one_query)), *site]
