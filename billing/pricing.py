@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import Count
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from djmoney.money import Money
@@ -138,9 +139,8 @@ def _validate(*, organisation: Organisation, subscription: Subscription, change:
                            % {"plan": change.plan.display_name, "max": change.plan.max_users},
                            code="plan_user_limit")
     active = dict.fromkeys(LicenceType.values, 0)
-    for licence_type in organisation.users.filter(is_active=True).values_list(
-            "licence_type", flat=True):
-        active[licence_type] += 1
+    active.update(organisation.users.filter(is_active=True).values_list("licence_type")
+                  .annotate(Count("pk")).order_by())
     for licence_type, wanted, label in (
             (LicenceType.REGULAR, change.regular_licences, _("regular")),
             (LicenceType.TEAM, change.team_licences, _("team"))):
