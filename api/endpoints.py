@@ -108,7 +108,8 @@ def _field_message(error: dict) -> tuple[str, str]:
         choices = {"action": ACTIONS, "resource": RESOURCES}.get(field, ())
         return field, _("%(field)s must be one of: %(choices)s.") % {
             "field": field, "choices": ", ".join(choices)}
-    if kind in {"greater_than_equal", "less_than_equal"}:
+    # int_parsing_size: a whole number past what pydantic reads, written as 1e30
+    if kind in {"greater_than_equal", "less_than_equal", "int_parsing_size"}:
         return field, _("%(field)s must be a whole number from 0 to %(max)s.") % {
             "field": field, "max": format_number(MAX_COUNT, translation.get_language())}
     if kind.startswith("int_") or kind == "finite_number":

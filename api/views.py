@@ -17,7 +17,7 @@ from api.forms import ApiKeyForm
 @org_admin_required
 def api_keys(request):
     organisation = request.user.organisation
-    form = ApiKeyForm(request.POST or None)
+    form = ApiKeyForm(request.POST if request.method == "POST" else None)
     created = full_key = None
     status = 200
     if request.method == "POST":

@@ -96,7 +96,8 @@ def configure(request, code: str):
     initial = {"cycle": subscription.cycle, "regular_licences": subscription.regular_licences,
                "team_licences": subscription.team_licences,
                "storage_units": subscription.storage_units}
-    form = ConfigureForm(request.POST or request.GET or None, initial=initial)
+    form = ConfigureForm(request.POST if request.method == "POST" else request.GET or None,
+                         initial=initial)
     priced, error, status = None, "", 200
     if form.is_bound and form.is_valid():
         quoted, priced, error, status = _quote_or_price(request, subscription,
@@ -131,7 +132,7 @@ def _licence_screen(request, *, remove: bool):
         refusal = ""
     except BillingError as refused:
         refusal = str(refused)
-    form = LicenceChangeForm(request.POST or request.GET or None)
+    form = LicenceChangeForm(request.POST if request.method == "POST" else request.GET or None)
     priced, error, status = None, "", 200
     if refusal:
         error, status = refusal, 400 if form.is_bound else 200
@@ -237,7 +238,7 @@ def card_add(request):
     if not method_id.startswith("pm_"):
         return JsonResponse({"error": _("No card was confirmed.")}, status=400)
     replaces = request.POST.get("replaces", "")
-    if replaces and not (replaces.isdigit() and organisation.payment_methods.filter(
+    if replaces and not (replaces.isdecimal() and organisation.payment_methods.filter(
             pk=replaces).exists()):
         raise Http404
     try:
@@ -349,7 +350,8 @@ def renew(request):
 @org_admin_required
 def delete_account(request):
     organisation = request.user.organisation
-    form = DeleteAccountForm(request.POST or None, organisation=organisation)
+    form = DeleteAccountForm(request.POST if request.method == "POST" else None,
+                             organisation=organisation)
     if request.method == "POST" and form.is_valid():
         try:
             closure.organisation_delete(organisation=organisation, acting_user=request.user)

@@ -15,6 +15,8 @@ Rules:
 - A card that an attempt still being confirmed uses cannot be deleted or replaced until it
   settles.
 """
+import re
+
 from django.db import transaction
 from django.utils.translation import gettext as _
 
@@ -39,7 +41,16 @@ def _card_facts(method: PaymentMethod) -> dict:
             "expiry": f"{method.exp_month:02d}/{method.exp_year}"}
 
 
+# The processor's ids are letters, digits and underscores, at most 255 characters. Anything else
+# was never confirmed by its card form: refused before a customer is made or a request is sent,
+# which a 10,000-character id breaks (and the break reads as "the service is down").
+PAYMENT_METHOD_ID = re.compile(r"pm_[A-Za-z0-9_]{1,252}")
+
+
 def _attach(*, organisation: Organisation, payment_method_id: str) -> gateway.Card:
+    if not PAYMENT_METHOD_ID.fullmatch(payment_method_id):
+        raise BillingError(_("The payment service does not know this card. Enter it again."),
+                           code="card_unknown")
     customer_id = processor_customer_ensure(organisation=organisation)
     try:
         return gateway.card_attach(payment_method_id=payment_method_id, customer_id=customer_id)
