@@ -66,14 +66,21 @@ class Intent:
     failure_message: str = ""
 
 
+_clients: dict[tuple, stripe.StripeClient] = {}
+
+
 def _client() -> stripe.StripeClient:
+    """One client per key, address and timeout, kept: its HTTP session (one per thread, made by
+    RequestsClient) keeps its connection open, so a charge's create and confirm do not each
+    open a new one. Tests that point the settings elsewhere get a client of their own."""
     # No automatic retries: a retry is Kanri's decision, made with the same idempotency key.
-    return stripe.StripeClient(
-        settings.STRIPE_API_KEY,
-        base_addresses={"api": settings.STRIPE_API_BASE},
-        max_network_retries=0,
-        http_client=stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
-    )
+    config = (settings.STRIPE_API_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT_SECONDS)
+    client = _clients.get(config)
+    if client is None:
+        client = _clients[config] = stripe.StripeClient(
+            config[0], base_addresses={"api": config[1]}, max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=config[2]))
+    return client
 
 
 def _call(function, *args, **kwargs):

@@ -111,11 +111,11 @@ def _release(payment: Payment, token: uuid.UUID) -> None:
 
 
 def attempt_run(*, payment: Payment, token: uuid.UUID, confirm: bool,
-                actor: User | None) -> Outcome:
+                actor: User | None, customer_id: str = "") -> Outcome:
     """Steps 2 and 3 for a leased attempt. `confirm` False settles without charging: an intent
-    not yet confirmed is cancelled instead (the sweep, or a person who moved on)."""
-    customer_id = (Subscription.objects.filter(organisation_id=payment.organisation_id)
-                   .values_list("processor_customer_id", flat=True).get())
+    not yet confirmed is cancelled instead (the sweep, or a person who moved on).
+    `customer_id`: the processor customer the caller read when it committed the attempt (read
+    here when not given); only a new intent needs it."""
     try:
         if payment.processor_id:
             intent = gateway.intent_retrieve(intent_id=payment.processor_id)
@@ -124,6 +124,9 @@ def attempt_run(*, payment: Payment, token: uuid.UUID, confirm: bool,
                 "The payment was never confirmed with the payment service: nothing was "
                 "charged."))
         else:
+            customer_id = customer_id or (
+                Subscription.objects.filter(organisation_id=payment.organisation_id)
+                .values_list("processor_customer_id", flat=True).get())
             intent = gateway.intent_create(
                 customer_id=customer_id, payment_method_id=payment.card_processor_id,
                 amount=payment.amount, idempotency_key=payment.idempotency_key)
@@ -250,7 +253,8 @@ def _record_success(payment: Payment, actor: User | None) -> Outcome:
     from billing.services.payments import quote_apply_paid  # what a quote payment buys
 
     with transaction.atomic():
-        subscription = (Subscription.objects.select_for_update()
+        subscription = (Subscription.objects.select_for_update(of=("self",))
+                        .select_related("plan", "organisation")
                         .get(organisation_id=payment.organisation_id))
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
         if not payment.is_open:  # another request recorded it first
@@ -321,20 +325,22 @@ def payments_settle_open(*, organisation: Organisation | None = None,
     """Settle every open attempt whose lease ran out, by asking the processor; unconfirmed
     intents are cancelled, succeeded ones recorded and applied, unapplied charges refunded.
     Runs before a new quote, before Pay, and as the sweep (organisation None)."""
-    outcomes = []
-    candidates = Payment.objects.filter(state__in=OPEN_STATES)
+    scope = Payment.objects.all()
     if organisation is not None:
-        candidates = candidates.filter(organisation=organisation)
-    for payment_id in candidates.values_list("pk", flat=True):
+        scope = scope.filter(organisation=organisation)
+    is_open = Q(state__in=OPEN_STATES)
+    is_unapplied = Q(Q(invoice=None) | ~Q(invoice__state="paid"),
+                     state=Payment.State.SUCCEEDED, refund_id="")
+    found = list(scope.filter(is_open | is_unapplied).values_list("pk", "state"))
+    if not found:  # the usual case, before every quote and every Pay: one query
+        return []
+    outcomes = []
+    for payment_id in [pk for pk, state in found if state in OPEN_STATES]:
         outcome = payment_settle(payment_id=payment_id, actor=actor)
         if outcome is not None:
             outcomes.append(outcome)
-    unapplied = Payment.objects.filter(
-        Q(invoice=None) | ~Q(invoice__state="paid"), state=Payment.State.SUCCEEDED,
-        refund_id="")
-    if organisation is not None:
-        unapplied = unapplied.filter(organisation=organisation)
-    for payment in unapplied:
+    # Asked again, not taken from `found`: settling above may have left a charge unapplied.
+    for payment in scope.filter(is_unapplied):
         outcomes.append(payment_refund_unapplied(payment=payment))
     return outcomes
 

@@ -21,7 +21,7 @@ from billing.models import (
     Subscription,
 )
 from billing.models.invoices import CreditEntry as Entry
-from billing.notifications import notify
+from billing.notifications import Event, notify_all
 from store import clock
 from store.money import breakdown_to_json, format_money
 
@@ -52,7 +52,7 @@ def issue_snapshots(*, organisation, currency: str, plan) -> dict:
             "plan_name": plan.name, "plan_name_ja": plan.name_ja}
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # its caller's transaction, which an error rolls back whole
 def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid: Money) -> Invoice:
     """The finalized, paid invoice for a quote, with the credit it used or created."""
     organisation = quote.organisation
@@ -64,8 +64,9 @@ def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid:
         credit_applied=quote.credit_applied, amount_paid=amount_paid,
         credit_to_account=quote.credit_to_account, issued_at=clock.now(),
         **issue_snapshots(organisation=organisation, currency=quote.currency, plan=quote.plan))
+    lines = quote.lines.select_related("price", "plan", "addon", "credits_line")
     InvoiceLine.objects.bulk_create(InvoiceLine(invoice=invoice, **line.copied_values())
-                                    for line in quote.lines.all())
+                                    for line in lines)
     if quote.credit_applied.amount:
         CreditEntry.objects.create(organisation=organisation, invoice=invoice,
                                    kind=Entry.Kind.APPLIED, amount=-quote.credit_applied)
@@ -96,15 +97,18 @@ def credit_note_for_invoice(*, invoice: Invoice) -> CreditNote:
 
 def receipt_notify(*, organisation: Organisation, invoice: Invoice, payment: Payment) -> bool:
     """Record the receipt email for a card payment that paid `invoice` (its PDF is attached when
-    the email is sent). Call inside the transaction that records the payment as applied."""
+    the email is sent). Call inside the transaction that records the payment as applied: an
+    invoice is paid once, under the subscription's lock, so its receipt is always new (and the
+    notification's unique key would keep a second one out)."""
     language = organisation.language
     context = {"number": invoice.number, "amount": format_money(payment.amount, language),
                "paid_on": clock.local_date_label(payment.settled_at or clock.now(),
                                                  organisation.time_zone)}
     if invoice.kind == Invoice.Kind.RENEWAL:
         context["period_end"] = clock.local_date_label(invoice.period_end, organisation.time_zone)
-    return notify(organisation=organisation, kind=Notification.Kind.RECEIPT,
-                  key=f"receipt:{invoice.number}", context=context)
+    event = Event(organisation.pk, Notification.Kind.RECEIPT, f"receipt:{invoice.number}",
+                  context)
+    return notify_all([event], new=True) == 1
 
 
 def payment_by_credit_record(*, invoice: Invoice) -> Payment | None:

@@ -111,7 +111,7 @@ def _refuse_if_stale(*, quote: Quote, subscription: Subscription) -> None:
         raise StaleQuote(_("This quote expired at %(time)s. Review the change again: nothing "
                            "was charged.") % {"time": clock.localtime_label(quote.expires_at)},
                          code="quote_expired")
-    for line in quote.lines.filter(kind="charge").select_related("price"):
+    for line in quote.lines.filter(kind="charge").select_related("price", "plan", "addon"):
         now_price = current_price(plan=line.plan, addon=line.addon, cycle=quote.cycle,
                                   currency=quote.currency)
         if now_price != line.price:
@@ -130,6 +130,7 @@ class _Claim:
     invoice: Invoice | None = None
     payment: Payment | None = None
     token: object = None  # the lease, when this request may talk to the processor
+    customer_id: str = ""  # the processor customer, read with the card the attempt charges
 
 
 @transaction.atomic
@@ -139,10 +140,11 @@ def _claim(*, organisation: Organisation, quote_id, acting_user: User) -> _Claim
     subscription = (Subscription.objects.select_for_update(of=("self",))
                     .select_related("plan", "default_payment_method")
                     .get(organisation=organisation))
-    quote = (Quote.objects.select_for_update().select_related("plan", "from_plan")
+    quote = (Quote.objects.select_for_update(of=("self",)).select_related("plan", "from_plan")
              .filter(organisation=organisation, pk=quote_id).first())
     if quote is None:
         raise Quote.DoesNotExist
+    quote.organisation = subscription.organisation = organisation  # not loaded again below
     if quote.state == Quote.State.PAID:
         return _Claim(invoice=quote.invoice)
     open_payment = (Payment.objects.select_for_update()
@@ -154,13 +156,15 @@ def _claim(*, organisation: Organisation, quote_id, acting_user: User) -> _Claim
                 "payment service. Try again in a minute.")
                 % {"amount": format_money(open_payment.amount, get_language())})
         token = charging.attempt_take_over(payment=open_payment)
-        return _Claim(payment=open_payment, token=token)
-    charged = quote.payments.filter(state__in=[Payment.State.SUCCEEDED,
-                                               Payment.State.REFUNDED]).first()
-    if charged is not None:
-        raise BillingError(_("Payment %(id)s for this quote was taken but the change could not "
-                             "be applied, so it is refunded in full. Review the change again.")
-                           % {"id": charged.processor_id}, code="payment_refunded")
+        return _Claim(payment=open_payment, token=token,
+                      customer_id=subscription.processor_customer_id)
+    # The quote's earlier attempts, all failed unless one charged; they also number this one.
+    attempts = list(quote.payments.order_by("created_at").values_list("state", "processor_id"))
+    for state, processor_id in attempts:
+        if state in (Payment.State.SUCCEEDED, Payment.State.REFUNDED):
+            raise BillingError(_("Payment %(id)s for this quote was taken but the change could "
+                                 "not be applied, so it is refunded in full. Review the change "
+                                 "again.") % {"id": processor_id}, code="payment_refunded")
     _refuse_if_stale(quote=quote, subscription=subscription)
     if quote.amount_due <= zero(quote.currency) or quote.below_minimum_charge:
         invoice = subscription_apply_quote(quote=quote, subscription=subscription, payment=None,
@@ -171,11 +175,10 @@ def _claim(*, organisation: Organisation, quote_id, acting_user: User) -> _Claim
     if method is None or not subscription.processor_customer_id:
         raise NoPaymentMethod(_("Add a card to pay %(amount)s.")
                               % {"amount": format_money(quote.amount_due, get_language())})
-    number = quote.payments.count() + 1
     payment, token = charging.attempt_open(
-        organisation=organisation, key=f"quote:{quote.pk}:attempt:{number}",
+        organisation=organisation, key=f"quote:{quote.pk}:attempt:{len(attempts) + 1}",
         amount=quote.amount_due, method=method, quote=quote)
-    return _Claim(payment=payment, token=token)
+    return _Claim(payment=payment, token=token, customer_id=subscription.processor_customer_id)
 
 
 def quote_pay(*, organisation: Organisation, quote_id, acting_user: User) -> PayResult:
@@ -191,12 +194,13 @@ def quote_pay(*, organisation: Organisation, quote_id, acting_user: User) -> Pay
             "This payment is being processed. This page shows the result in a moment; you "
             "will not be charged twice.")))
     outcome = charging.attempt_run(payment=payment, token=claim.token, confirm=True,
-                                   actor=acting_user)
+                                   actor=acting_user, customer_id=claim.customer_id)
     return _result_of(outcome.payment, outcome)
 
 
 def _result_of(payment: Payment, outcome: charging.Outcome) -> PayResult:
-    payment.refresh_from_db()
+    if not outcome.settled:  # a settled outcome's payment was just read and written under lock
+        payment.refresh_from_db()
     if payment.state == Payment.State.SUCCEEDED and payment.invoice_id:
         return PayResult(invoice=payment.invoice, charged=True)
     if payment.state == Payment.State.FAILED:
@@ -215,7 +219,8 @@ def quote_apply_paid(*, payment: Payment, subscription: Subscription,
     caller holds the subscription's lock). False means it cannot be applied: refund it."""
     if payment.quote_id is None:
         return False
-    quote = Quote.objects.select_for_update().select_related("plan").get(pk=payment.quote_id)
+    quote = (Quote.objects.select_for_update(of=("self",)).select_related("plan", "organisation")
+             .get(pk=payment.quote_id))
     if (quote.state == Quote.State.PAID or subscription.version != quote.subscription_version
             or licences_cover_active_users(organisation=quote.organisation,
                                            regular=quote.regular_licences,

@@ -11,10 +11,19 @@ customer and card are new too) and puts a card on file as the browser's form wou
   Standard monthly (the first buys Standard), so each one is a real card charge: a change that
   lowers the price is settled by credit, with no charge to compare.
 - bare: the same two processor calls with the stripe SDK and nothing else, a PaymentIntent
-  created, then confirmed, for the same customer and card.
+  created, then confirmed, for the same customer and card, through one client kept for the run.
+
+Both sides make the same two calls per payment: Kanri creates the intent unconfirmed and stores
+its id before confirming it (billing.services.charging: an intent whose id Kanri never stored was
+never confirmed), so it cannot fold them into one create with `confirm=True`; the bare side does
+not either, so the ratio compares the same processor work. Kanri keeps its client between calls
+(billing.gateway), as the bare side does.
 
 Prints one JSON line: both totals, milliseconds per payment and the ratio (Kanri / bare), plus
-Kanri's time in `quote_pay` alone. Celery's broker is in memory here: the receipt task is
+Kanri's time in `quote_pay` alone, the SQL statements per plan change (counted as they run;
+BEGIN and COMMIT are not statements here) and the processor calls per payment on each side (the
+PaymentIntent requests in the sandbox's own log; the bare side makes exactly two a payment, so
+the rest are Kanri's). Celery's broker is in memory here: the receipt task is
 enqueued, as in production, and not run (a worker sends it, off the payment's path). Needs
 PostgreSQL (on SQLite it prints a JSON line saying it skipped); the bench organisations stay in
 the database. BENCH_PAYMENTS (default 200) changes the count. Not a test: nothing is asserted.
@@ -117,6 +126,13 @@ def main() -> None:
         licences = 3
         per_block = PAYMENTS // BLOCKS
         failures = []
+        statements = 0
+
+        def count_statement(execute, sql, params, many, context):
+            nonlocal statements
+            statements += 1
+            return execute(sql, params, many, context)
+
         timing = override_settings(DEBUG=False)  # as production: no query log kept
         timing.enable()
         for block in range(BLOCKS):
@@ -124,11 +140,12 @@ def main() -> None:
             for _ in range(count):
                 licences += 1
                 began = time.perf_counter()
-                quote = quote_create(organisation=organisation, acting_user=admin,
-                                     change=Change(standard, "monthly", licences, 0, 0))
-                paying = time.perf_counter()
-                result = quote_pay(organisation=organisation, quote_id=quote.pk,
-                                   acting_user=admin)
+                with connection.execute_wrapper(count_statement):
+                    quote = quote_create(organisation=organisation, acting_user=admin,
+                                         change=Change(standard, "monthly", licences, 0, 0))
+                    paying = time.perf_counter()
+                    result = quote_pay(organisation=organisation, quote_id=quote.pk,
+                                       acting_user=admin)
                 ended = time.perf_counter()
                 kanri.append(ended - began)
                 kanri_pay.append(ended - paying)
@@ -150,6 +167,8 @@ def main() -> None:
         process.terminate()
         process.wait(timeout=30)
         log_file.close()
+    intent_calls = sum("/v1/payment_intents" in line
+                       for line in Path(log_file.name).read_text().splitlines())
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         server_version = cursor.fetchone()[0].split()[0]
@@ -163,6 +182,9 @@ def main() -> None:
         "kanri_quote_pay_ms_per_payment": round(sum(kanri_pay) / len(kanri_pay) * 1000, 1),
         "bare_total_s": round(sum(bare), 2), "bare_ms_per_payment": round(bare_ms, 1),
         "ratio": round(kanri_ms / bare_ms, 2), "kanri_card_charges": charged,
+        "kanri_sql_statements_per_payment": round(statements / PAYMENTS, 1),
+        "processor_calls_per_payment": {"kanri": round(intent_calls / PAYMENTS - 2, 2),
+                                        "bare": 2},
         "failures": failures[:5], "failure_count": len(failures),
         "machine": {"cpus": os.cpu_count(), "arch": platform.machine(),
                     "python": platform.python_version(), "postgres": server_version,
