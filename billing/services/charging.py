@@ -253,8 +253,9 @@ def _record_success(payment: Payment, actor: User | None) -> Outcome:
     from billing.services.payments import quote_apply_paid  # what a quote payment buys
 
     with transaction.atomic():
+        # Joined: only the organisation, which never changes (see payments._claim's lock).
         subscription = (Subscription.objects.select_for_update(of=("self",))
-                        .select_related("plan", "organisation")
+                        .select_related("organisation")
                         .get(organisation_id=payment.organisation_id))
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
         if not payment.is_open:  # another request recorded it first

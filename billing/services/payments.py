@@ -137,9 +137,11 @@ class _Claim:
 def _claim(*, organisation: Organisation, quote_id, acting_user: User) -> _Claim:
     """Step 1: lock, check, and either finish (paid already, nothing due) or commit an
     attempt. No network call happens here."""
-    subscription = (Subscription.objects.select_for_update(of=("self",))
-                    .select_related("plan", "default_payment_method")
-                    .get(organisation=organisation))
+    # The lock joins nothing a concurrent payment changes: a request that waits for this row
+    # while another one's payment moves it to a new plan or card would have the row re-checked
+    # against the old plan or card row, no longer match, and find no subscription at all
+    # (PostgreSQL re-evaluates a locked row's joins with the rows it read before waiting).
+    subscription = Subscription.objects.select_for_update().get(organisation=organisation)
     quote = (Quote.objects.select_for_update(of=("self",)).select_related("plan", "from_plan")
              .filter(organisation=organisation, pk=quote_id).first())
     if quote is None:
