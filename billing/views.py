@@ -430,43 +430,45 @@ HISTORY_PAGE_SIZE = 25
 
 
 def _history_filter(request):
-    """The filter from the query string: (form, payments), or (form, None) when it is not valid
+    """The filter from the query string: (form, filter), or (form, None) when it is not valid
     (malformed dates, an unknown status, a start after the end)."""
     form = PaymentHistoryFilter(request.GET or None)
     if form.is_bound and not form.is_valid():
         return form, None
     data = form.cleaned_data if form.is_bound else {}
-    return form, selectors.payment_history(
-        organisation=request.user.organisation, start=data.get("start"), end=data.get("end"),
-        status=data.get("status") or "")
+    return form, {"organisation": request.user.organisation, "start": data.get("start"),
+                  "end": data.get("end"), "status": data.get("status") or ""}
 
 
 @org_admin_required
 def payment_history(request):
     """決済の履歴 / Payment history: every attempt, newest first, filtered and paginated."""
-    form, payments = _history_filter(request)
+    form, matching = _history_filter(request)
     page = None
-    if payments is not None:
-        page = Paginator(payments, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    if matching is not None:
+        paginator = Paginator(selectors.payment_history(**matching), HISTORY_PAGE_SIZE)
+        paginator.count = selectors.payment_history_count(**matching)  # without the joins
+        page = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "billing/payment_history.html",
                   {"form": form, "page": page, "query": query.urlencode(),
                    "organisation": request.user.organisation,
                    "product": settings.KANRI_PRODUCT_NAME},
-                  status=400 if payments is None else 200)
+                  status=400 if matching is None else 200)
 
 
 @org_admin_required
 def payment_history_csv(request):
     """The filtered rows as CSV, every page, in the organisation's time zone."""
-    form, payments = _history_filter(request)
-    if payments is None:
+    form, matching = _history_filter(request)
+    if matching is None:
         return HttpResponseBadRequest(_form_errors(form),
                                       content_type="text/plain; charset=utf-8")
     organisation = request.user.organisation
     response = StreamingHttpResponse(
-        history_csv(payments.iterator(chunk_size=500), time_zone=organisation.time_zone),
+        history_csv(selectors.payment_history(**matching).iterator(chunk_size=500),
+                    time_zone=organisation.time_zone),
         content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="payments.csv"'
     return response
