@@ -7,7 +7,6 @@ from every view except those marked `while_locked=True`: the pages the three cho
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -446,9 +445,8 @@ def payment_history(request):
     form, matching = _history_filter(request)
     page = None
     if matching is not None:
-        paginator = Paginator(selectors.payment_history(**matching), HISTORY_PAGE_SIZE)
-        paginator.count = selectors.payment_history_count(**matching)  # without the joins
-        page = paginator.get_page(request.GET.get("page"))
+        page = selectors.payment_history_page(number=request.GET.get("page"),
+                                              size=HISTORY_PAGE_SIZE, **matching)
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "billing/payment_history.html",

@@ -33,7 +33,58 @@ class PaymentMethod(models.Model):
         return BRANDS.get(self.brand, self.brand.title())
 
 
-class Payment(models.Model):
+class PaymentDisplay:
+    """How an attempt reads in the payment history (page and CSV), from its own columns and
+    three facts its related rows give: `plan_changed`, `plan_label`, `cycle`. Shared by the
+    model and by the history page's rows, which are read as plain values
+    (billing.selectors.HistoryRow)."""
+
+    @property
+    def attempt_number(self) -> int:
+        """The attempt's number on its invoice (renewal keys end in ":attempt:N"), else 1."""
+        head, _sep, number = self.idempotency_key.rpartition(":attempt:")
+        return int(number) if head and number.isdigit() else 1
+
+    @property
+    def purpose(self) -> str:
+        if self.quote_id:
+            return Payment.Purpose.PLAN_CHANGE if self.plan_changed else Payment.Purpose.LICENCES
+        return Payment.Purpose.RETRY if self.attempt_number > 1 else Payment.Purpose.RENEWAL
+
+    def get_purpose_display(self) -> str:
+        return str(Payment.Purpose(self.purpose).label)  # a str, not a lazy proxy, to print
+
+    def get_cycle_display(self) -> str:
+        return str(BillingCycle(self.cycle).label) if self.cycle else ""
+
+    @property
+    def outcome(self) -> str:
+        """paid, credit, failed, refunded or pending: the history's status filter's names."""
+        if self.state == Payment.State.SUCCEEDED:
+            return "credit" if self.paid_with == Payment.Source.CREDIT else "paid"
+        if self.state in Payment.OPEN:
+            return "pending"
+        return self.state
+
+    def get_outcome_display(self) -> str:
+        return str(OUTCOMES[self.outcome])
+
+    @property
+    def reason(self) -> str:
+        """Why it failed, in the reader's language (the stored text is the language of the
+        moment it failed)."""
+        from billing.declines import failure_message
+
+        return failure_message(self.failure_code, self.failure_reason)
+
+    @property
+    def card_label(self) -> str:
+        if self.paid_with == Payment.Source.CREDIT or not self.card_last4:
+            return ""
+        return f"{BRANDS.get(self.card_brand, self.card_brand.title())} •••• {self.card_last4}"
+
+
+class Payment(PaymentDisplay, models.Model):
     """One attempt to charge, in three steps (billing.services.charging): committed with its
     idempotency key, amount and card before the processor is called; the PaymentIntent's id
     stored as soon as the processor hands it out; the answer recorded afterwards.
@@ -106,25 +157,14 @@ class Payment(models.Model):
     def is_open(self) -> bool:
         return self.state in self.OPEN
 
-    # What the payment history prints (billing.selectors.payment_history selects the rows
-    # these read: invoice, quote and its plan, and `renewal_cycle`).
+    # What the payment history prints (PaymentDisplay, with these from the related rows:
+    # billing.selectors.payment_history selects the invoice, the quote and its plan, and
+    # `renewal_cycle`).
 
     @property
-    def attempt_number(self) -> int:
-        """The attempt's number on its invoice (renewal keys end in ":attempt:N"), else 1."""
-        head, _sep, number = self.idempotency_key.rpartition(":attempt:")
-        return int(number) if head and number.isdigit() else 1
-
-    @property
-    def purpose(self) -> str:
-        if self.quote_id:
-            quote = self.quote
-            changed = quote.plan_id != quote.from_plan_id or quote.cycle != quote.from_cycle
-            return self.Purpose.PLAN_CHANGE if changed else self.Purpose.LICENCES
-        return self.Purpose.RETRY if self.attempt_number > 1 else self.Purpose.RENEWAL
-
-    def get_purpose_display(self) -> str:
-        return self.Purpose(self.purpose).label
+    def plan_changed(self) -> bool:
+        quote = self.quote
+        return quote.plan_id != quote.from_plan_id or quote.cycle != quote.from_cycle
 
     @property
     def plan_label(self) -> str:
@@ -136,35 +176,6 @@ class Payment(models.Model):
     @property
     def cycle(self) -> str:
         return self.quote.cycle if self.quote_id else getattr(self, "renewal_cycle", "") or ""
-
-    def get_cycle_display(self) -> str:
-        return BillingCycle(self.cycle).label if self.cycle else ""
-
-    @property
-    def outcome(self) -> str:
-        """paid, credit, failed, refunded or pending: the history's status filter's names."""
-        if self.state == self.State.SUCCEEDED:
-            return "credit" if self.paid_with == self.Source.CREDIT else "paid"
-        if self.state in self.OPEN:
-            return "pending"
-        return self.state
-
-    def get_outcome_display(self) -> str:
-        return OUTCOMES[self.outcome]
-
-    @property
-    def reason(self) -> str:
-        """Why it failed, in the reader's language (the stored text is the language of the
-        moment it failed)."""
-        from billing.declines import failure_message
-
-        return failure_message(self.failure_code, self.failure_reason)
-
-    @property
-    def card_label(self) -> str:
-        if self.paid_with == self.Source.CREDIT or not self.card_last4:
-            return ""
-        return f"{BRANDS.get(self.card_brand, self.card_brand.title())} •••• {self.card_last4}"
 
 
 OUTCOMES = {"paid": _("Paid"), "credit": _("Paid by account credit"), "failed": _("Failed"),
