@@ -82,7 +82,7 @@ def _users_context(request, **extra) -> dict:
     # The grouped count already says how many there are: no COUNT query for the pager.
     paginator.count = sum(row["active"] + row["deactivated"] for row in counts.values())
     page = paginator.get_page(request.GET.get("page"))
-    return {"users": page.object_list, "page": page,
+    return {"users": page.object_list, "page": page, "me": request.user.pk,
             "subscription": subscription, "licence_options": _licence_options(),
             "panel": billing_selectors.licence_panel(subscription=subscription, counts=counts),
             **extra}
