@@ -33,11 +33,9 @@ import json
 import os
 import platform
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -73,6 +71,7 @@ from billing.pricing import Change  # noqa: E402
 from billing.services.payments import quote_pay  # noqa: E402
 from billing.services.quotes import quote_create  # noqa: E402
 from store.models import Plan  # noqa: E402
+from tests.bench.sandbox import start as start_sandbox  # noqa: E402
 from tests.billing.helpers import card_on_file  # noqa: E402
 
 PAYMENTS = int(os.environ.get("BENCH_PAYMENTS", "200"))
@@ -83,23 +82,6 @@ def log(message: str) -> None:
     print(f"  payments bench: {message}", file=sys.stderr, flush=True)
 
 
-def sandbox(log_file) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "billing.sandbox", "--port", str(PORT)], cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log_file, stderr=log_file)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the sandbox exited with {process.returncode}; see {log_file.name}")
-        try:
-            urllib.request.urlopen(f"{settings.STRIPE_API_BASE}/js.stripe.com/v3/", timeout=2)
-            return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"the sandbox did not answer on port {PORT}; see {log_file.name}")
-
-
 def main() -> None:
     if connection.vendor != "postgresql":
         print(json.dumps({"bench": "payments", "skipped": (
@@ -108,7 +90,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     log_file = tempfile.NamedTemporaryFile("w", prefix="kanri-payments-bench-", suffix=".log",
                                            delete=False)
-    process = sandbox(log_file)
+    process = start_sandbox(PORT, log_file)
     try:
         admin = organisation_sign_up(
             org_name="Payments bench K.K.",

@@ -49,11 +49,9 @@ import os
 import platform
 import re
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -102,6 +100,7 @@ from billing.services import lifecycle  # noqa: E402
 from store import clock  # noqa: E402
 from store.celery import app  # noqa: E402
 from store.models import Plan, Price  # noqa: E402
+from tests.bench.sandbox import start as start_sandbox  # noqa: E402
 from tests.billing.helpers import DECLINING_CARD, GOOD_CARD  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_SUBSCRIPTIONS", "100000"))
@@ -667,24 +666,6 @@ def measure_per_row(name: str, standard: Plan, price: Price, machine: dict,
     }
 
 
-def sandbox(log_file) -> subprocess.Popen:
-    """The payment sandbox on PORT, answering; exits the bench if it does not start."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "billing.sandbox", "--port", str(PORT)], cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log_file, stderr=log_file)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the sandbox exited with {process.returncode}; see {log_file.name}")
-        try:
-            urllib.request.urlopen(f"{settings.STRIPE_API_BASE}/js.stripe.com/v3/", timeout=2)
-            return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"the sandbox did not answer on port {PORT}; see {log_file.name}")
-
-
 def main() -> None:
     names = sys.argv[1:] or [*SWEEPS, *PER_ROW]
     if unknown := set(names) - set(SWEEPS) - set(PER_ROW):
@@ -727,7 +708,7 @@ def main() -> None:
         if any(PER_ROW[name][1] in CHARGED for name in names if name in PER_ROW):
             log_file = tempfile.NamedTemporaryFile(
                 "w", prefix="kanri-sweeps-bench-sandbox-", suffix=".log", delete=False)
-            processor = sandbox(log_file)
+            processor = start_sandbox(PORT, log_file)
             log(f"putting {2 * CHARGES:,} cards on file at the sandbox on port {PORT}")
             setup["card_setup_seconds"] = put_cards_on_file()
         for name in names:
