@@ -7,17 +7,23 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
-from django.db import connection
+from django.db import connection, transaction
 
 from billing.models import Notification, Payment, Status, Subscription, SubscriptionStatusChange
 from billing.pricing import Change
 from billing.services import lifecycle
+from billing.services.cards import card_add
 from billing.services.payments import quote_pay
 from billing.services.quotes import quote_create
 from store import clock
 from store.models import Plan
 from tests.accounts.factories import AdminFactory
-from tests.billing.helpers import DECLINING_CARD, card_on_file, processor_charges
+from tests.billing.helpers import (
+    DECLINING_CARD,
+    card_on_file,
+    processor_card,
+    processor_charges,
+)
 
 pytestmark = [pytest.mark.usefixtures("payment_sandbox"), pytest.mark.postgres,
               pytest.mark.django_db(transaction=True)]
@@ -117,3 +123,57 @@ def test_a_real_worker_runs_what_beat_enqueues(catalog):
     assert answer == {"trials_ended": 1}
     assert [message.to for message in mail.outbox] == [[admin.email]]
     assert Subscription.objects.get(organisation=admin.organisation).status == Status.FREE
+
+
+def _wait_for_a_lock_wait(thread, outcome: dict, timeout: float = 10) -> None:
+    """Until another session of this database waits for a row lock (asked from inside a
+    transaction: the statistics snapshot is cleared before each look)."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline and thread.is_alive():
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                           "current_database() AND wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the renewal never waited for the subscription's row: {outcome}")
+
+
+def test_a_renewal_that_waited_for_the_row_charges_the_card_made_default_meanwhile(catalog):
+    """The renewal's row lock once joined the default card: waiting while the card changed,
+    PostgreSQL re-checked the (outer) join against the old card's row, found none, and the
+    renewal saw no card and failed the renewal. Now it charges the new default card."""
+    admin = AdminFactory()
+    with clock.travel(BOUGHT):
+        card_on_file(organisation=admin.organisation, acting_user=admin)
+        quote = quote_create(organisation=admin.organisation, acting_user=admin,
+                             change=Change(Plan.objects.get(code="standard"), "monthly", 3, 0, 0))
+        assert quote_pay(organisation=admin.organisation, quote_id=quote.pk,
+                         acting_user=admin).invoice
+        other = card_add(organisation=admin.organisation, payment_method_id=processor_card(),
+                         acting_user=admin, make_default=False)
+    subscription = Subscription.objects.get(organisation=admin.organisation)
+    outcome = {}
+
+    def renew():
+        try:
+            with clock.travel(subscription.current_period_end):
+                outcome["kind"] = lifecycle.subscription_renew(subscription_id=subscription.pk)
+        except Exception as error:  # noqa: BLE001 - the test reports what the renewal raised
+            outcome["error"] = error
+        finally:
+            connection.close()
+
+    renewal = threading.Thread(target=renew)
+    with transaction.atomic():  # the admin makes the other card the default, slowly
+        Subscription.objects.select_for_update().get(pk=subscription.pk)
+        renewal.start()
+        _wait_for_a_lock_wait(renewal, outcome)
+        Subscription.objects.filter(pk=subscription.pk).update(default_payment_method=other)
+    renewal.join(timeout=60)
+
+    assert outcome == {"kind": "succeeded"}
+    payment = Payment.objects.filter(invoice__kind="renewal").get()
+    assert payment.card_processor_id == other.processor_id
+    assert Subscription.objects.get(pk=subscription.pk).status == Status.ACTIVE
