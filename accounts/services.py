@@ -84,8 +84,9 @@ def user_add(*, organisation: Organisation, email: str, name: str = "", role: st
 def _lock_subscription(organisation_id: int) -> Subscription:
     """The licences a people change is checked against, locked first (the one lock order:
     subscription, organisation, user), so a quote removing licences cannot interleave."""
-    return (Subscription.objects.select_for_update(of=("self",)).select_related("plan")
-            .get(organisation_id=organisation_id))
+    # No join: a plan changed while this waits would leave the row unmatched (see
+    # billing.services.subscriptions.subscription_lock_for).
+    return Subscription.objects.select_for_update().get(organisation_id=organisation_id)
 
 
 def _lock_organisation(organisation_id: int) -> Organisation:

@@ -44,8 +44,8 @@ def organisation_delete(*, organisation: Organisation, acting_user: User) -> Non
 
 @transaction.atomic
 def _close(*, organisation: Organisation, acting_user: User) -> None:
-    subscription = Subscription.objects.select_for_update().select_related("plan").get(
-        organisation=organisation)
+    # No join in a row lock (see billing.services.subscriptions.subscription_lock_for).
+    subscription = Subscription.objects.select_for_update().get(organisation=organisation)
     organisation = Organisation.objects.select_for_update().get(pk=organisation.pk)
     before = {"name": organisation.name, "plan": subscription.plan.code,
               "users": organisation.users.count()}

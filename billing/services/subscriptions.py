@@ -72,8 +72,11 @@ def subscription_transition(*, subscription: Subscription, to: str, actor: User 
 
 
 def subscription_lock_for(*, organisation: Organisation) -> Subscription:
-    return (Subscription.objects.select_for_update()
-            .select_related("plan").get(organisation=organisation))
+    """The subscription, row-locked. Row locks here join nothing that a concurrent change can
+    move (the plan, the card, the open invoice): PostgreSQL re-checks a waiting lock's joins
+    against the rows it read before waiting, and the row would go missing or lose its join.
+    What the caller reads of them is read after the lock."""
+    return Subscription.objects.select_for_update().get(organisation=organisation)
 
 
 @transaction.atomic

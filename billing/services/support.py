@@ -71,9 +71,9 @@ def _reason(reason: str) -> str:
 
 
 def _lock(subscription_id: int) -> Subscription:
+    # Joined: only the organisation, which never changes (subscriptions.subscription_lock_for).
     return (Subscription.objects.select_for_update(of=("self",))
-            .select_related("organisation", "plan", "open_invoice")
-            .get(pk=subscription_id))
+            .select_related("organisation").get(pk=subscription_id))
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
@@ -341,9 +341,9 @@ def support_plan_change(*, quote_id, charge: bool, staff: User, reason: str) -> 
 @transaction.atomic
 def _apply_without_charge(*, quote_id, staff: User) -> Invoice:
     quote = Quote.objects.select_related("organisation").get(pk=quote_id)
-    subscription = (Subscription.objects.select_for_update(of=("self",))
-                    .select_related("plan").get(organisation=quote.organisation))
-    quote = Quote.objects.select_for_update().select_related("plan", "from_plan").get(pk=quote_id)
+    subscription = Subscription.objects.select_for_update().get(organisation=quote.organisation)
+    quote = (Quote.objects.select_for_update(of=("self",)).select_related("plan", "from_plan")
+             .get(pk=quote_id))
     if quote.state == Quote.State.PAID:
         return quote.invoice
     refuse_while_payment_open(organisation=quote.organisation)
