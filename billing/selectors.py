@@ -350,6 +350,7 @@ class HistoryRow(PaymentDisplay):
     plan_changed: bool
     cycle: str
     plan_names: tuple[str, str]  # English and Japanese, as the invoice (else the quote) named it
+    when: str  # created_at on the organisation's clock, as the page prints it
 
     @property
     def plan_label(self) -> str:
@@ -357,9 +358,10 @@ class HistoryRow(PaymentDisplay):
         return name_ja if (get_language() or "").startswith("ja") else name
 
     @classmethod
-    def of(cls, row: dict) -> "HistoryRow":
+    def of(cls, row: dict, zone: ZoneInfo) -> "HistoryRow":
         quoted = row["quote_id"] is not None
         return cls(
+            when=row["created_at"].astimezone(zone).strftime("%Y-%m-%d %H:%M"),
             pk=row["pk"], processor_id=row["processor_id"], created_at=row["created_at"],
             amount=Money(row["amount"], row["amount_currency"]), state=row["state"],
             paid_with=row["paid_with"], failure_code=row["failure_code"],
@@ -383,7 +385,8 @@ def payment_history_page(*, number, size: int, organisation: Organisation,
     paginator = Paginator(payment_history(**matching).values(*HISTORY_VALUES), size)
     paginator.count = payment_history_count(**matching)
     page = paginator.get_page(number)
-    page.object_list = [HistoryRow.of(row) for row in page.object_list]
+    zone = ZoneInfo(organisation.time_zone)
+    page.object_list = [HistoryRow.of(row, zone) for row in page.object_list]
     return page
 
 

@@ -58,6 +58,17 @@ def test_every_attempt_is_listed_newest_first_with_what_it_paid_for(admin_client
         assert text in page, text
 
 
+def test_times_are_printed_on_the_organisations_clock(admin_client, admin, history):
+    admin.organisation.time_zone = "America/New_York"
+    admin.organisation.save(update_fields=["time_zone"])
+
+    page = admin_client.get(reverse("billing:payment_history")).content.decode()
+
+    # 12:00 in Tokyo on Dec 1 and Dec 3 is 22:00 the evening before in New York
+    assert "2026-11-30 22:00" in page and "2026-12-02 22:00" in page
+    assert "2026-12-01 12:00" not in page
+
+
 def test_a_failed_payments_reason_is_in_the_readers_language(admin_client, history):
     page = admin_client.get(reverse("billing:payment_history"),
                             HTTP_ACCEPT_LANGUAGE="ja").content.decode()
