@@ -32,7 +32,6 @@ import datetime as dt
 import json
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -42,12 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
+from tests.bench.sandbox import free_port  # noqa: E402
+from tests.bench.sandbox import start as start_sandbox  # noqa: E402
 
 PORT = free_port()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "store.settings")
@@ -71,7 +66,6 @@ from billing.pricing import Change  # noqa: E402
 from billing.services.payments import quote_pay  # noqa: E402
 from billing.services.quotes import quote_create  # noqa: E402
 from store.models import Plan  # noqa: E402
-from tests.bench.sandbox import start as start_sandbox  # noqa: E402
 from tests.billing.helpers import card_on_file  # noqa: E402
 
 PAYMENTS = int(os.environ.get("BENCH_PAYMENTS", "200"))

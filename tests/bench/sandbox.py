@@ -1,6 +1,8 @@
-"""The payment sandbox for the benches that charge (payments.py, sweeps.py): `python -m
-billing.sandbox` (localstripe) on a loopback port, started and waited for."""
+"""What the benches start beside Kanri: a free loopback port, and for the benches that charge
+(payments.py, sweeps.py) the payment sandbox, `python -m billing.sandbox` (localstripe), started
+and waited for. No Django here: the benches import it before they set Django up."""
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -8,6 +10,12 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def start(port: int, log_file) -> subprocess.Popen:

@@ -48,7 +48,6 @@ import logging
 import os
 import platform
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -59,12 +58,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
+from tests.bench.sandbox import free_port  # noqa: E402
+from tests.bench.sandbox import start as start_sandbox  # noqa: E402
 
 PORT = free_port()  # the payment sandbox's, started only when a charging sweep runs
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "store.settings")
@@ -100,7 +95,6 @@ from billing.services import lifecycle  # noqa: E402
 from store import clock  # noqa: E402
 from store.celery import app  # noqa: E402
 from store.models import Plan, Price  # noqa: E402
-from tests.bench.sandbox import start as start_sandbox  # noqa: E402
 from tests.billing.helpers import DECLINING_CARD, GOOD_CARD  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_SUBSCRIPTIONS", "100000"))
