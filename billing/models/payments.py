@@ -157,9 +157,9 @@ class Payment(PaymentDisplay, models.Model):
     def is_open(self) -> bool:
         return self.state in self.OPEN
 
-    # What the payment history prints (PaymentDisplay, with these from the related rows:
-    # billing.selectors.payment_history selects the invoice, the quote and its plan, and
-    # `renewal_cycle`).
+    # What a payment's own page prints (PaymentDisplay, with these from the related rows:
+    # billing.selectors.payment_get selects the invoice, the quote and its plan, and
+    # `renewal_cycle`; the history's rows read the same as values, selectors.HistoryRow).
 
     @property
     def plan_changed(self) -> bool:
