@@ -6,15 +6,12 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
 from accounts.errors import AccountsError
 from accounts.forms import ActivityFilter, LoginForm, SignUpForm, UserAddForm
-from accounts.models import LicenceType
 from accounts.permissions import org_admin_required, organisation_is_locked
 from billing.services.licences import NoFreeLicence
 
@@ -63,18 +60,6 @@ def lockout(request, credentials, *args, **kwargs):
 USERS_PAGE_SIZE = 25
 
 
-def _licence_controls() -> dict[str, str]:
-    """Each row's licence type list and its Change button, once with each type selected: made
-    once a page, not once a row."""
-    options = {selected: format_html_join("", '<option value="{}"{}>{}</option>', (
-        (value, mark_safe(" selected") if value == selected else "", label)
-        for value, label in LicenceType.choices)) for selected in LicenceType.values}
-    return {selected: format_html(
-        '<select name="licence_type" aria-label="{}">{}</select>\n'
-        '          <button type="submit" class="small secondary">{}</button>',
-        _("Licence type"), options[selected], _("Change")) for selected in options}
-
-
 def _users_context(request, **extra) -> dict:
     """The users page: everyone, the licence panel, and what a refusal needs (extra)."""
     from billing import selectors as billing_selectors
@@ -87,7 +72,7 @@ def _users_context(request, **extra) -> dict:
     paginator.count = sum(row["active"] + row["deactivated"] for row in counts.values())
     page = paginator.get_page(request.GET.get("page"))
     return {"users": page.object_list, "page": page, "me": request.user.pk,
-            "subscription": subscription, "licence_controls": _licence_controls(),
+            "subscription": subscription,
             "panel": billing_selectors.licence_panel(subscription=subscription, counts=counts),
             **extra}
 
