@@ -29,6 +29,7 @@ from billing.models.payments import PaymentDisplay
 from store import clock
 from store.models import Plan
 from store.money import money_sum, prorate, tax_on
+from store.selectors import prices_by_id
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,23 @@ def renewal_amount(subscription: Subscription) -> Money | None:
     return subtotal + tax_on(subtotal, rate, settings.KANRI_TAX_ROUNDING)
 
 
+PRICES = ("plan_price", "team_price", "storage_price")
+
+
+def with_prices(subscription: Subscription) -> Subscription:
+    """`subscription` with its three prices set from the catalog rows this process keeps
+    (store.selectors.prices_by_id): what a select_related of them would give, without joins."""
+    prices = prices_by_id(getattr(subscription, f"{name}_id") for name in PRICES)
+    for name in PRICES:
+        if (pk := getattr(subscription, f"{name}_id")) is not None:
+            setattr(subscription, name, prices[pk])
+    return subscription
+
+
 def subscription_overview(*, organisation: Organisation) -> Overview:
-    subscription = (Subscription.objects
-                    .select_related("plan", "plan_price", "team_price", "storage_price",
-                                    "default_payment_method")
-                    .get(organisation=organisation))
+    subscription = with_prices(Subscription.objects
+                               .select_related("plan", "default_payment_method")
+                               .get(organisation=organisation))
     subscription.organisation = organisation  # the signed-in user's, already loaded
     # The payment that settled each invoice, as one column: an invoice's attempts can be many.
     paid_by = (Payment.objects.filter(invoice=OuterRef("pk"), state=Payment.State.SUCCEEDED)
@@ -450,8 +463,7 @@ def licence_panel(*, subscription: Subscription, counts: dict) -> list[LicenceRo
 
 def subscription_for_panel(*, organisation: Organisation) -> Subscription:
     """The subscription with what the licence panel reads (plan and the per-period prices)."""
-    return (Subscription.objects.select_related("plan", "plan_price", "team_price")
-            .get(organisation=organisation))
+    return with_prices(Subscription.objects.select_related("plan").get(organisation=organisation))
 
 
 # Usage -----------------------------------------------------------------------------------------

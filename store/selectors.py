@@ -7,6 +7,12 @@ from store import clock
 from store.models import CYCLE_MONTHS, AddOn, BillingCycle, Plan, Price
 from store.money import per_month
 
+# Prices are versions: a saved row never changes and none is deleted (store.models.Price; the
+# admin makes saved prices read-only and has no delete). So a process keeps every price row it
+# has read, by id, and a page showing a subscription's prices reads them without joins.
+_PRICE_FIELDS = [field.attname for field in Price._meta.concrete_fields]
+_price_rows: dict[int, tuple] = {}
+
 
 @dataclass(frozen=True)
 class PricedItem:
@@ -44,3 +50,18 @@ def catalog_priced(*, currency: str, cycle: str) -> dict[str, list[PricedItem]]:
         Prefetch("prices", queryset=prices, to_attr="current_prices"))
     return {"plans": _priced(plans, attr="current_prices"),
             "addons": _priced(addons, attr="current_prices")}
+
+
+def prices_by_id(ids) -> dict[int, Price]:
+    """The prices with these ids (None skipped), as new instances: rows this process read
+    before cost no query, the others one query together."""
+    wanted = {pk for pk in ids if pk is not None}
+    if missing := wanted - _price_rows.keys():
+        _price_rows.update((row[0], row) for row in
+                           Price.objects.filter(pk__in=missing).values_list(*_PRICE_FIELDS))
+    return {pk: Price.from_db("default", _PRICE_FIELDS, _price_rows[pk]) for pk in wanted}
+
+
+def forget_prices() -> None:
+    """Drop the kept rows: only for tests, where a rolled-back price's id can come back."""
+    _price_rows.clear()

@@ -60,14 +60,17 @@ def pytest_runtest_setup(item):
 @pytest.fixture(autouse=True)
 def _eager_celery_and_fresh_cache():
     """Run tasks in-process by default; tests/store/test_celery.py drives a real worker through
-    the real broker instead. The cache (Redis in CI) is cleared so throttling does not leak."""
+    the real broker instead. The cache (Redis in CI) is cleared so throttling does not leak,
+    and so are the price rows a process keeps: a rolled-back test's price id can come back."""
     from django.core.cache import cache
 
     from store.celery import app
+    from store.selectors import forget_prices
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
     cache.clear()
+    forget_prices()
     yield
     app.conf.task_always_eager = False
 

@@ -12,7 +12,7 @@ from djmoney.money import Money
 from store import clock
 from store.catalog_seed import seed_catalog
 from store.models import AddOn, Plan, Price
-from store.selectors import catalog_priced
+from store.selectors import catalog_priced, prices_by_id
 from tests.accounts.factories import UserFactory
 from tests.store.factories import SHIPPED_PRICES
 from tests.store.helpers import admin_login
@@ -134,3 +134,28 @@ def test_after_a_transactional_test_flushes_the_tables_the_catalog_is_back(reque
     assert Price.objects.count() == SHIPPED_PRICES
     for name in ("Free", "Standard", "Professional", "Enterprise", "Ultimate", "Extra storage"):
         assert name in response.content.decode()
+
+
+# Prices a process keeps (store.selectors.prices_by_id): rows never change, so reading them
+# once per process is safe.
+
+def test_prices_read_once_come_back_without_a_query_as_new_instances(
+        catalog, django_assert_num_queries):
+    standard, team = (Price.objects.filter(plan=catalog["standard"], cycle="monthly",
+                                           amount_currency="JPY").latest("effective_from"),
+                      Price.objects.filter(addon__code="team_user", cycle="monthly",
+                                           amount_currency="JPY").latest("effective_from"))
+    with django_assert_num_queries(1):
+        first = prices_by_id([standard.pk, team.pk, None])
+    with django_assert_num_queries(0):
+        again = prices_by_id([standard.pk])
+
+    assert set(first) == {standard.pk, team.pk}
+    assert first[standard.pk].amount == again[standard.pk].amount == standard.amount
+    assert first[team.pk].addon_id == team.addon_id
+    assert first[standard.pk] is not again[standard.pk]  # a caller's changes stay its own
+    with django_assert_num_queries(1):  # a price made after the first read: one query for it
+        newer = Price.objects.create(plan=catalog["standard"], cycle="monthly",
+                                     amount=Money(1, "JPY"))
+    with django_assert_num_queries(1):
+        assert prices_by_id([standard.pk, newer.pk])[newer.pk].amount == Money(1, "JPY")
