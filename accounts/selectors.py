@@ -1,5 +1,6 @@
 """Reads about organisations and their people, always scoped to one organisation."""
 import datetime as dt
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Q
@@ -22,13 +23,20 @@ def org_users(*, organisation: Organisation):
 
 def org_user_counts(*, organisation: Organisation) -> dict[str, dict[str, int]]:
     """Active and deactivated users per licence type, in one query."""
-    rows = (User.objects.filter(organisation=organisation).values("licence_type")
-            .annotate(active=Count("pk", filter=Q(is_active=True)),
-                      deactivated=Count("pk", filter=Q(is_active=False))))
+    rows = _user_counts().filter(organisation=organisation)
     counts = {t: {"active": 0, "deactivated": 0} for t in LicenceType.values}
     for row in rows:
         counts[row["licence_type"]] = {"active": row["active"], "deactivated": row["deactivated"]}
     return counts
+
+
+@cache
+def _user_counts():
+    """`org_user_counts`'s grouped query for any organisation, built once per process (it runs
+    on most portal pages); callers filter a copy."""
+    return (User.objects.order_by().values("licence_type")
+            .annotate(active=Count("pk", filter=Q(is_active=True)),
+                      deactivated=Count("pk", filter=Q(is_active=False))))
 
 
 # The activity page: the organisation's audit trail --------------------------------------------

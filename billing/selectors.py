@@ -3,6 +3,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -129,25 +130,41 @@ def with_prices(subscription: Subscription) -> Subscription:
 
 
 def subscription_overview(*, organisation: Organisation) -> Overview:
-    subscription = with_prices(Subscription.objects
-                               .select_related("plan", "default_payment_method")
-                               .get(organisation=organisation))
+    subscription = with_prices(_overview_queries().subscription.get(organisation=organisation))
     subscription.organisation = organisation  # the signed-in user's, already loaded
-    # The payment that settled each invoice, as one column: an invoice's attempts can be many.
-    paid_by = (Payment.objects.filter(invoice=OuterRef("pk"), state=Payment.State.SUCCEEDED)
-               .exclude(processor_id="").order_by("-pk").values("processor_id")[:1])
-    invoices = list(Invoice.objects.filter(organisation=organisation)
-                    .only("number", "issued_at", "plan_name", "plan_name_ja", "state", "currency",
-                          "total", "total_currency", "amount_paid", "amount_paid_currency")
-                    .annotate(paid_by=Subquery(paid_by))[:10])
-    open_payment = (Payment.objects.filter(organisation=organisation, state__in=Payment.OPEN)
-                    .only("amount", "amount_currency", "created_at", "quote_id").first())
+    invoices = list(_overview_queries().invoices.filter(organisation=organisation)[:10])
+    open_payment = _overview_queries().open_payment.filter(organisation=organisation).first()
     return Overview(subscription=subscription, next_renewal_amount=renewal_amount(subscription),
                     invoices=invoices, open_payment=open_payment,
                     dunning=dunning_timeline(subscription),
                     ended_trial=ended_trial(subscription),
                     card_runs_out=card_runs_out_before(subscription.default_payment_method,
                                                        next_charge_at(subscription)))
+
+
+@dataclass(frozen=True)
+class _OverviewQueries:
+    subscription: QuerySet
+    invoices: QuerySet
+    open_payment: QuerySet
+
+
+@cache
+def _overview_queries() -> _OverviewQueries:
+    """The details page's queries for any organisation, built once per process (the page is the
+    portal's busiest; building a query costs about what running it does). Callers filter a
+    copy by organisation."""
+    # The payment that settled each invoice, as one column: an invoice's attempts can be many.
+    paid_by = (Payment.objects.filter(invoice=OuterRef("pk"), state=Payment.State.SUCCEEDED)
+               .exclude(processor_id="").order_by("-pk").values("processor_id")[:1])
+    return _OverviewQueries(
+        subscription=Subscription.objects.select_related("plan", "default_payment_method"),
+        invoices=(Invoice.objects
+                  .only("number", "issued_at", "plan_name", "plan_name_ja", "state", "currency",
+                        "total", "total_currency", "amount_paid", "amount_paid_currency")
+                  .annotate(paid_by=Subquery(paid_by))),
+        open_payment=(Payment.objects.filter(state__in=Payment.OPEN)
+                      .only("amount", "amount_currency", "created_at", "quote_id")))
 
 
 RENEWING = {Status.ACTIVE, Status.PAST_DUE, Status.LOCKED}
@@ -314,9 +331,19 @@ def payment_history(*, organisation: Organisation, start: dt.date | None = None,
     """Every payment attempt of the organisation, newest first, as the values a history row
     (HistoryRow) prints, selected or annotated in the same query (a page costs the same whatever
     its size). `start` and `end` are days on the organisation's clock, both included."""
-    return (_payments_with_rows(organisation)
-            .filter(_history_matching(organisation, start, end, status))
-            .values(*HISTORY_VALUES))
+    return (_history_rows().filter(organisation=organisation)
+            .filter(_history_matching(organisation, start, end, status)))
+
+
+@cache
+def _history_rows() -> QuerySet:
+    """`payment_history`'s query for every organisation, built once per process: resolving its
+    columns across four tables costs about what running it does. Callers filter a copy."""
+    return (Payment.objects.select_related("invoice", "quote__plan")
+            .annotate(renewal_cycle=Subquery(
+                InvoiceLine.objects.filter(invoice_id=OuterRef("invoice_id"), plan__isnull=False)
+                .order_by("pk").values("price__cycle")[:1]))
+            .order_by("-created_at", "-id").values(*HISTORY_VALUES))
 
 
 def payment_history_count(*, organisation: Organisation, start: dt.date | None = None,
