@@ -26,7 +26,7 @@ from billing import periods
 from billing.errors import BillingError
 from billing.models import InvoiceLine, Status, Subscription
 from billing.models.quotes import LineKind
-from billing.selectors import with_prices
+from billing.selectors import subscriptions_with_plan, with_prices
 from store import clock
 from store.models import AddOn, Plan, Price
 from store.money import money_sum, prorate, tax_by_rate, tax_on, zero
@@ -284,4 +284,4 @@ def quote_price(*, organisation: Organisation, subscription: Subscription,
 
 
 def subscription_for_pricing(*, organisation: Organisation) -> Subscription:
-    return with_prices(Subscription.objects.select_related("plan").get(organisation=organisation))
+    return with_prices(subscriptions_with_plan().get(organisation=organisation))

@@ -490,7 +490,14 @@ def licence_panel(*, subscription: Subscription, counts: dict) -> list[LicenceRo
 
 def subscription_for_panel(*, organisation: Organisation) -> Subscription:
     """The subscription with what the licence panel reads (plan and the per-period prices)."""
-    return with_prices(Subscription.objects.select_related("plan").get(organisation=organisation))
+    return with_prices(subscriptions_with_plan().get(organisation=organisation))
+
+
+@cache
+def subscriptions_with_plan() -> QuerySet[Subscription]:
+    """Subscriptions with their plan, the query built once per process: the pages that show a
+    subscription's plan and prices filter a copy by organisation (with_prices adds the prices)."""
+    return Subscription.objects.select_related("plan")
 
 
 # Usage -----------------------------------------------------------------------------------------
