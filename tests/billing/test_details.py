@@ -54,12 +54,49 @@ def test_manage_counts_users_per_licence_type(client, admin, django_assert_num_q
     UserFactory.create_batch(4)  # another organisation's people are not counted
     client.force_login(admin)
 
-    # session, user (with its organisation), subscription, invoices, the open payment if any,
-    # a trial that just ended (Free only), one grouped count
-    with django_assert_num_queries(7):
+    # session, user (with its organisation), subscription (with the id of an open payment, read
+    # only when there is one), invoices, a trial that just ended (Free only), one grouped count
+    with django_assert_num_queries(6):
         response = client.get(reverse("billing:details"))
 
     assert response.context["counts"] == {
         "regular": {"active": 3, "deactivated": 1},
         "team": {"active": 3, "deactivated": 0},
     }
+
+
+def test_a_payment_being_confirmed_is_announced_with_its_amount(
+        client, admin, django_assert_num_queries):
+    from djmoney.money import Money
+
+    from billing.models import Payment
+    from billing.pricing import Change
+    from billing.services.quotes import quote_create
+    from store.models import Plan
+    from tests.billing.factories import paid_quote_applied
+
+    paid_quote_applied(admin=admin)
+    quote = quote_create(organisation=admin.organisation, acting_user=admin,
+                         change=Change(Plan.objects.get(code="professional"), "monthly", 3, 0, 0))
+    for key, amount, state in (("settled", 3000, Payment.State.SUCCEEDED),
+                               ("open", 2040, Payment.State.PROCESSING)):  # one open at most
+        Payment.objects.create(organisation=admin.organisation, quote=quote, idempotency_key=key,
+                               amount=Money(amount, "JPY"), state=state)
+    client.force_login(admin)
+    client.get(reverse("billing:details"))  # the process reads the prices it shows once
+
+    # as without one, plus the payment itself
+    with django_assert_num_queries(6):
+        page = client.get(reverse("billing:details"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert 'data-testid="payment-open"' in page
+    assert "A payment of ¥2,040 made at" in page
+    assert reverse("billing:review", args=[quote.pk]) in page
+
+
+def test_no_notice_once_the_payment_is_settled(client, admin):
+    client.force_login(admin)
+
+    page = client.get(reverse("billing:details")).content.decode()
+
+    assert 'data-testid="payment-open"' not in page
