@@ -153,12 +153,13 @@ class AuditEvent(models.Model):
         return self.actor_label
 
     @property
-    def changes(self) -> list[tuple[str, str, str]]:
-        """(what, before, after) for each value the change touched."""
+    def changes(self) -> list[str]:
+        """"what: before → after" for each value the change touched, as the page prints it (one
+        line of text each: a page lists 25 events of several values)."""
         keys = [key for key in {**self.before, **self.after}
                 if self.before.get(key) != self.after.get(key)]
-        return [(str(FIELD_LABELS.get(key, key)), _shown(self.before.get(key)),
-                 _shown(self.after.get(key))) for key in keys]
+        return [f"{FIELD_LABELS.get(key, key)}: {_shown(self.before.get(key))} → "
+                f"{_shown(self.after.get(key))}" for key in keys]
 
 
 def _shown(value) -> str:
