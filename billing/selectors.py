@@ -133,8 +133,7 @@ def subscription_overview(*, organisation: Organisation) -> Overview:
     subscription = with_prices(_overview_queries().subscription.get(organisation=organisation))
     subscription.organisation = organisation  # the signed-in user's, already loaded
     invoices = list(_overview_queries().invoices.filter(organisation=organisation)[:10])
-    open_payment = (_overview_queries().open_payment.filter(pk=subscription.open_payment_id)
-                    .first() if subscription.open_payment_id else None)
+    open_payment = _overview_queries().open_payment.filter(organisation=organisation).first()
     return Overview(subscription=subscription, next_renewal_amount=renewal_amount(subscription),
                     invoices=invoices, open_payment=open_payment,
                     dunning=dunning_timeline(subscription),
@@ -158,13 +157,8 @@ def _overview_queries() -> _OverviewQueries:
     # The payment that settled each invoice, as one column: an invoice's attempts can be many.
     paid_by = (Payment.objects.filter(invoice=OuterRef("pk"), state=Payment.State.SUCCEEDED)
                .exclude(processor_id="").order_by("-pk").values("processor_id")[:1])
-    # A payment whose outcome is not known yet: rare, so its id comes with the subscription and
-    # the payment itself is read only when there is one.
-    open_payment_id = (Payment.objects.filter(organisation=OuterRef("organisation"),
-                                              state__in=Payment.OPEN).values("pk")[:1])
     return _OverviewQueries(
-        subscription=(Subscription.objects.select_related("plan", "default_payment_method")
-                      .annotate(open_payment_id=Subquery(open_payment_id))),
+        subscription=Subscription.objects.select_related("plan", "default_payment_method"),
         invoices=(Invoice.objects
                   .only("number", "issued_at", "plan_name", "plan_name_ja", "state", "currency",
                         "total", "total_currency", "amount_paid", "amount_paid_currency")

@@ -54,9 +54,9 @@ def test_manage_counts_users_per_licence_type(client, admin, django_assert_num_q
     UserFactory.create_batch(4)  # another organisation's people are not counted
     client.force_login(admin)
 
-    # session, user (with its organisation), subscription (with the id of an open payment, read
-    # only when there is one), invoices, a trial that just ended (Free only), one grouped count
-    with django_assert_num_queries(6):
+    # session, user (with its organisation), subscription, invoices, the open payment if any,
+    # a trial that just ended (Free only), one grouped count
+    with django_assert_num_queries(7):
         response = client.get(reverse("billing:details"))
 
     assert response.context["counts"] == {
@@ -85,7 +85,7 @@ def test_a_payment_being_confirmed_is_announced_with_its_amount(
     client.force_login(admin)
     client.get(reverse("billing:details"))  # the process reads the prices it shows once
 
-    # as without one, plus the payment itself
+    # session, user, subscription, invoices, the open payment, one grouped count
     with django_assert_num_queries(6):
         page = client.get(reverse("billing:details"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
 

@@ -276,10 +276,9 @@ def test_details_query_count_does_not_grow_with_invoices(admin_client, admin,
         admin_client.post(reverse("billing:pay", args=[_quote(admin_client, code).pk]))
 
     admin_client.get(reverse("billing:details"))  # the process reads the prices it shows once
-    # session, user (with its organisation), subscription (with the id of an open payment, read
-    # only when there is one), invoices (each with the id of the payment that paid it), one
-    # grouped user count
-    with django_assert_num_queries(5):
+    # session, user (with its organisation), subscription, invoices (each with the id of the
+    # payment that paid it), the open payment if any, one grouped user count
+    with django_assert_num_queries(6):
         page = admin_client.get(reverse("billing:details")).content.decode()
     assert page.count(">INV-00000") == 3  # one link per invoice
 
