@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils.translation import get_language
 from djmoney.money import Money
@@ -18,7 +18,6 @@ from billing import periods
 from billing.models import (
     CreditNote,
     Invoice,
-    InvoiceLine,
     Payment,
     PaymentMethod,
     Quote,
@@ -154,15 +153,11 @@ def _overview_queries() -> _OverviewQueries:
     """The details page's queries for any organisation, built once per process (the page is the
     portal's busiest; building a query costs about what running it does). Callers filter a
     copy by organisation."""
-    # The payment that settled each invoice, as one column: an invoice's attempts can be many.
-    paid_by = (Payment.objects.filter(invoice=OuterRef("pk"), state=Payment.State.SUCCEEDED)
-               .exclude(processor_id="").order_by("-pk").values("processor_id")[:1])
     return _OverviewQueries(
         subscription=Subscription.objects.select_related("plan", "default_payment_method"),
-        invoices=(Invoice.objects
-                  .only("number", "issued_at", "plan_name", "plan_name_ja", "state", "currency",
-                        "total", "total_currency", "amount_paid", "amount_paid_currency")
-                  .annotate(paid_by=Subquery(paid_by))),
+        invoices=Invoice.objects.only("number", "issued_at", "plan_name", "plan_name_ja",
+                                      "state", "currency", "total", "total_currency",
+                                      "amount_paid", "amount_paid_currency", "paid_by"),
         open_payment=(Payment.objects.filter(state__in=Payment.OPEN)
                       .only("amount", "amount_currency", "created_at", "quote_id")))
 
@@ -306,11 +301,7 @@ def _local_midnight(day: dt.date, time_zone: str) -> dt.datetime:
 
 def _payments_with_rows(organisation: Organisation) -> QuerySet[Payment]:
     return (Payment.objects.filter(organisation=organisation)
-            .select_related("invoice", "quote__plan")
-            .annotate(renewal_cycle=Subquery(
-                InvoiceLine.objects.filter(invoice_id=OuterRef("invoice_id"), plan__isnull=False)
-                .order_by("pk").values("price__cycle")[:1]))
-            .order_by("-created_at", "-id"))
+            .select_related("invoice", "quote__plan").order_by("-created_at", "-id"))
 
 
 def _history_matching(organisation: Organisation, start: dt.date | None, end: dt.date | None,
@@ -339,11 +330,7 @@ def payment_history(*, organisation: Organisation, start: dt.date | None = None,
 def _history_rows() -> QuerySet:
     """`payment_history`'s query for every organisation, built once per process: resolving its
     columns across four tables costs about what running it does. Callers filter a copy."""
-    return (Payment.objects.select_related("invoice", "quote__plan")
-            .annotate(renewal_cycle=Subquery(
-                InvoiceLine.objects.filter(invoice_id=OuterRef("invoice_id"), plan__isnull=False)
-                .order_by("pk").values("price__cycle")[:1]))
-            .order_by("-created_at", "-id").values(*HISTORY_VALUES))
+    return Payment.objects.order_by("-created_at", "-id").values(*HISTORY_VALUES)
 
 
 def payment_history_count(*, organisation: Organisation, start: dt.date | None = None,
@@ -359,9 +346,8 @@ HISTORY_VALUES = (
     "pk", "processor_id", "created_at", "amount", "amount_currency", "state", "paid_with",
     "failure_code", "failure_reason", "card_brand", "card_last4", "idempotency_key", "quote_id",
     "invoice_id", "invoice__number", "invoice__plan_name", "invoice__plan_name_ja",
-    "quote__plan_id",
-    "quote__from_plan_id", "quote__cycle", "quote__from_cycle", "quote__plan__name",
-    "quote__plan__name_ja", "renewal_cycle")
+    "invoice__cycle", "quote__plan_id", "quote__from_plan_id", "quote__cycle",
+    "quote__from_cycle", "quote__plan__name", "quote__plan__name_ja")
 
 
 @dataclass(frozen=True)
@@ -407,7 +393,7 @@ class HistoryRow(PaymentDisplay):
             invoice_number=row["invoice__number"] or "",
             plan_changed=quoted and (row["quote__plan_id"] != row["quote__from_plan_id"]
                                      or row["quote__cycle"] != row["quote__from_cycle"]),
-            cycle=(row["quote__cycle"] if quoted else row["renewal_cycle"]) or "",
+            cycle=(row["quote__cycle"] if quoted else row["invoice__cycle"]) or "",
             plan_names=((row["invoice__plan_name"], row["invoice__plan_name_ja"])
                         if row["invoice_id"] else
                         (row["quote__plan__name"], row["quote__plan__name_ja"]) if quoted

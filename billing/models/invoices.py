@@ -15,6 +15,7 @@ from billing.models.lines import money_field as _money
 from billing.models.quotes import Quote
 from billing.models.subscriptions import Subscription
 from store import clock
+from store.models import BillingCycle
 from store.money import breakdown_from_json, zero
 
 
@@ -70,6 +71,11 @@ class Invoice(models.Model):
     issuer_registration = models.CharField(max_length=14, blank=True)
     plan_name = models.CharField(max_length=100)
     plan_name_ja = models.CharField(max_length=100)
+    # The billing cycle it was issued for, and once paid by card, that payment's processor id:
+    # what the payment history and the details page print, without going back to the lines
+    # and the attempts.
+    cycle = models.CharField(max_length=10, choices=BillingCycle.choices, blank=True)
+    paid_by = models.CharField(max_length=64, blank=True)
     issued_at = models.DateTimeField(default=clock.now)
 
     class Meta:

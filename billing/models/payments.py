@@ -158,8 +158,8 @@ class Payment(PaymentDisplay, models.Model):
         return self.state in self.OPEN
 
     # What a payment's own page prints (PaymentDisplay, with these from the related rows:
-    # billing.selectors.payment_get selects the invoice, the quote and its plan, and
-    # `renewal_cycle`; the history's rows read the same as values, selectors.HistoryRow).
+    # billing.selectors.payment_get selects the invoice, the quote and its plan; the history's
+    # rows read the same as values, selectors.HistoryRow).
 
     @property
     def plan_changed(self) -> bool:
@@ -175,7 +175,9 @@ class Payment(PaymentDisplay, models.Model):
 
     @property
     def cycle(self) -> str:
-        return self.quote.cycle if self.quote_id else getattr(self, "renewal_cycle", "") or ""
+        if self.quote_id:
+            return self.quote.cycle
+        return self.invoice.cycle if self.invoice_id else ""
 
 
 OUTCOMES = {"paid": _("Paid"), "credit": _("Paid by account credit"), "failed": _("Failed"),

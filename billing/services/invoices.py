@@ -43,18 +43,20 @@ def next_credit_note_number() -> str:
     return _next_number("credit_note", "CN")
 
 
-def issue_snapshots(*, organisation, currency: str, plan) -> dict:
-    """The names an invoice prints, as they read at issue: seller, buyer, plan, and the
-    qualified-invoice registration number (JPY invoices)."""
+def issue_snapshots(*, organisation, currency: str, plan, cycle: str) -> dict:
+    """The names an invoice prints, as they read at issue: seller, buyer, plan and cycle, and
+    the qualified-invoice registration number (JPY invoices)."""
     return {"seller_name": settings.KANRI_SELLER_NAME, "buyer_name": organisation.name,
             "issuer_registration": settings.KANRI_INVOICE_ISSUER_REGISTRATION
             if currency == "JPY" else "",
-            "plan_name": plan.name, "plan_name_ja": plan.name_ja}
+            "plan_name": plan.name, "plan_name_ja": plan.name_ja, "cycle": cycle}
 
 
 @transaction.atomic(savepoint=False)  # its caller's transaction, which an error rolls back whole
-def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid: Money) -> Invoice:
-    """The finalized, paid invoice for a quote, with the credit it used or created."""
+def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid: Money,
+                       paid_by: str = "") -> Invoice:
+    """The finalized, paid invoice for a quote, with the credit it used or created; `paid_by`
+    is the processor id of the card payment that paid it ("" when nothing was charged)."""
     organisation = quote.organisation
     invoice = Invoice.objects.create(
         number=next_invoice_number(), organisation=organisation, subscription=subscription,
@@ -62,8 +64,9 @@ def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid:
         tax_rate=quote.tax_rate, tax_rounding=quote.tax_rounding,
         tax_breakdown=quote.tax_breakdown, tax=quote.tax, total=quote.total,
         credit_applied=quote.credit_applied, amount_paid=amount_paid,
-        credit_to_account=quote.credit_to_account, issued_at=clock.now(),
-        **issue_snapshots(organisation=organisation, currency=quote.currency, plan=quote.plan))
+        credit_to_account=quote.credit_to_account, issued_at=clock.now(), paid_by=paid_by,
+        **issue_snapshots(organisation=organisation, currency=quote.currency, plan=quote.plan,
+                          cycle=quote.cycle))
     lines = quote.lines.select_related("price", "plan", "addon", "credits_line")
     InvoiceLine.objects.bulk_create(InvoiceLine(invoice=invoice, **line.copied_values())
                                     for line in lines)

@@ -139,7 +139,8 @@ def _renewal_invoice(subscription: Subscription, now: dt.datetime) -> Invoice:
         currency=currency, subtotal=subtotal, tax_rate=rule.rate, tax_rounding=rule.rounding,
         tax_breakdown=breakdown_to_json(taxes), tax=tax, total=total, credit_applied=credit,
         amount_paid=zero(currency), credit_to_account=zero(currency), issued_at=now,
-        **issue_snapshots(organisation=organisation, currency=currency, plan=subscription.plan))
+        **issue_snapshots(organisation=organisation, currency=currency, plan=subscription.plan,
+                          cycle=subscription.cycle))
     for line in lines:
         line.invoice = invoice
     InvoiceLine.objects.bulk_create(lines)
@@ -224,7 +225,8 @@ def renewal_apply_paid(*, subscription: Subscription, invoice: Invoice,
     now = clock.now()
     invoice.state, invoice.paid_at = Invoice.State.PAID, now
     invoice.amount_paid = payment.amount if payment else zero(invoice.currency)
-    invoice.save(update_fields=["state", "paid_at", "amount_paid"])
+    invoice.paid_by = payment.processor_id if payment else ""
+    invoice.save(update_fields=["state", "paid_at", "amount_paid", "paid_by"])
     subscription.current_period_start = invoice.period_start
     subscription.current_period_end = invoice.period_end
     subscription.paid_invoice = invoice

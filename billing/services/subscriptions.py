@@ -119,7 +119,8 @@ def subscription_apply_quote(*, quote: Quote, subscription: Subscription,
     before = subscription_snapshot(subscription)
     held = quantities(subscription)
     invoice = invoice_from_quote(quote=quote, subscription=subscription,
-                                 amount_paid=payment.amount if payment else zero(quote.currency))
+                                 amount_paid=payment.amount if payment else zero(quote.currency),
+                                 paid_by=payment.processor_id if payment else "")
     if payment:
         payment.invoice = invoice
         payment.save(update_fields=["invoice"])
