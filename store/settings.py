@@ -109,6 +109,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
             ],
+            # Kanri's tags and filters (money, capture, fixed_url) in every template.
+            "builtins": ["store.templatetags.kanri"],
         },
     },
 ]
