@@ -10,7 +10,8 @@ from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
-from django.utils.translation import get_language
+from django.utils.translation import get_language, ngettext
+from django.utils.translation import gettext_lazy as _
 from djmoney.money import Money
 
 from accounts.models import LicenceType, Organisation
@@ -28,7 +29,7 @@ from billing.models import (
 from billing.models.payments import PaymentDisplay
 from store import clock
 from store.models import Plan
-from store.money import money_sum, prorate, tax_on
+from store.money import format_money, money_sum, prorate, tax_on
 from store.selectors import prices_by_id
 
 
@@ -444,6 +445,34 @@ class LicenceRow:
     unused: int  # neither an active nor a deactivated user holds it
     removable: int  # licences no active user needs (deactivated users' and unused ones)
     saving: Money | None  # what removing `removable` saves each period, tax included
+    cycle_label: str = ""  # the subscription's billing cycle, as the saving is per period
+
+    # The panel's sentences, made here once (the panel is on three busy pages).
+
+    @property
+    def summary(self) -> str:
+        return ngettext(
+            "you pay for %(purchased)s licence: %(active)s active, %(deactivated)s deactivated, "
+            "%(unused)s unused",
+            "you pay for %(purchased)s licences: %(active)s active, %(deactivated)s "
+            "deactivated, %(unused)s unused", self.purchased) % {
+            "purchased": self.purchased, "active": self.active,
+            "deactivated": self.deactivated, "unused": self.unused}
+
+    @property
+    def saving_note(self) -> str:
+        return ngettext(
+            "%(count)s licence is not used by an active user: removing it saves %(saving)s per "
+            "period (%(cycle)s, tax included).",
+            "%(count)s licences are not used by active users: removing them saves %(saving)s "
+            "per period (%(cycle)s, tax included).", self.removable) % {
+            "count": self.removable, "cycle": self.cycle_label,
+            "saving": format_money(self.saving, get_language()) if self.saving else ""}
+
+    @property
+    def remove_label(self) -> str:
+        return ngettext("Remove %(count)s", "Remove %(count)s", self.removable) % {
+            "count": self.removable}
 
 
 def _saving(subscription: Subscription, price, count: int) -> Money | None:
@@ -470,7 +499,8 @@ def licence_panel(*, subscription: Subscription, counts: dict) -> list[LicenceRo
             licence_type=licence_type, label=LicenceType(licence_type).label,
             purchased=purchased, active=active, deactivated=deactivated,
             unused=max(0, purchased - active - deactivated), removable=removable,
-            saving=_saving(subscription, price, removable)))
+            saving=_saving(subscription, price, removable),
+            cycle_label=subscription.get_cycle_display()))
     return rows
 
 
@@ -514,6 +544,24 @@ class UsageBar:
     def to_free(self) -> int:
         """How many to delete before one more fits."""
         return max(0, self.used - self.limit + 1) if self.limit is not None else 0
+
+    # What the panel prints: "Records: 1,234 / 10,000", "Storage: 512 MB / no limit".
+
+    @property
+    def label(self) -> str:
+        return str(USAGE_LABELS[self.key])
+
+    @property
+    def used_text(self) -> str:
+        return f"{self.used:,} {self.unit}".rstrip()
+
+    @property
+    def limit_text(self) -> str:
+        return str(_("no limit")) if self.limit is None else f"{self.limit:,} {self.unit}".rstrip()
+
+
+USAGE_LABELS = {"records": _("Records"), "storage": _("Storage"),
+                "users_regular": _("Regular users"), "users_team": _("Team users")}
 
 
 def usage_panel(*, subscription: Subscription, counts: dict) -> tuple:

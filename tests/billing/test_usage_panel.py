@@ -25,7 +25,7 @@ def test_the_panel_shows_each_usage_against_its_limit(admin_client, admin):
     Organisation.objects.filter(pk=admin.organisation_id).update(storage_used_mb=700)
     page = admin_client.get(reverse("billing:details")).content.decode()
     standard = Plan.objects.get(code="standard")
-    assert f"Records:\n        <strong>2,500</strong> /\n        {standard.max_records:,}" in page
+    assert f"Records: <strong>2,500</strong> / {standard.max_records:,}" in page
     assert "<strong>700 MB</strong>" in page and 'data-testid="usage-users_regular"' in page
     assert 'data-testid="over-records"' not in page
 
