@@ -1,8 +1,6 @@
 """Reads of the catalog: current prices per cycle and currency."""
 from dataclasses import dataclass
 
-from django.db.models import Prefetch
-
 from store import clock
 from store.models import CYCLE_MONTHS, AddOn, BillingCycle, Plan, Price
 from store.money import per_month
@@ -32,24 +30,21 @@ def _current_prices(*, currency: str, cycle: str):
                                 effective_from__lte=clock.now()).order_by("-effective_from")
 
 
-def _priced(items, *, attr: str) -> list[PricedItem]:
-    return [PricedItem(item, next(iter(getattr(item, attr)), None)) for item in items]
-
-
 def catalog_priced(*, currency: str, cycle: str) -> dict[str, list[PricedItem]]:
     """Public plans and all add-ons, each with its current price (newest version in effect).
 
-    Two queries for plans and prices, two for add-ons and theirs, whatever the catalog's size.
+    Three queries (plans, add-ons, the prices in effect), whatever the catalog's size.
     """
     if cycle not in BillingCycle.values:
         cycle = BillingCycle.YEARLY
-    prices = _current_prices(currency=currency, cycle=cycle)
-    plans = Plan.objects.filter(is_public=True).prefetch_related(
-        Prefetch("prices", queryset=prices, to_attr="current_prices"))
-    addons = AddOn.objects.prefetch_related(
-        Prefetch("prices", queryset=prices, to_attr="current_prices"))
-    return {"plans": _priced(plans, attr="current_prices"),
-            "addons": _priced(addons, attr="current_prices")}
+    current: dict[tuple[str, int], Price] = {}
+    for price in _current_prices(currency=currency, cycle=cycle):  # newest first
+        current.setdefault(("plan", price.plan_id) if price.plan_id else ("addon", price.addon_id),
+                           price)
+    return {"plans": [PricedItem(plan, current.get(("plan", plan.pk)))
+                      for plan in Plan.objects.filter(is_public=True)],
+            "addons": [PricedItem(addon, current.get(("addon", addon.pk)))
+                       for addon in AddOn.objects.all()]}
 
 
 def prices_by_id(ids) -> dict[int, Price]:
