@@ -165,9 +165,9 @@ def activity(request):
     page = None
     if not form.is_bound or form.is_valid():
         data = form.cleaned_data if form.is_bound else {}
-        events = selectors.activity(organisation=organisation, kind=data.get("kind") or "",
-                                    start=data.get("start"), end=data.get("end"))
-        page = Paginator(events, 25).get_page(request.GET.get("page"))
+        page = selectors.activity_page(organisation=organisation, kind=data.get("kind") or "",
+                                       start=data.get("start"), end=data.get("end"),
+                                       number=request.GET.get("page"), size=25)
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "accounts/activity.html",

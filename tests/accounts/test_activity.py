@@ -93,3 +93,16 @@ def test_filters_pages_and_a_fixed_number_of_queries(admin_client, admin):
 def test_members_cannot_read_the_activity(client, admin):
     client.force_login(UserFactory(organisation=admin.organisation))
     assert client.get(reverse("accounts:activity")).status_code == 403
+
+
+@pytest.mark.parametrize(("zone", "shown"), [("Asia/Tokyo", "2026-12-01 08:30"),
+                                             ("America/New_York", "2026-11-30 18:30")])
+def test_each_event_is_dated_on_the_organisations_clock(admin_client, admin, zone, shown):
+    admin.organisation.time_zone = zone
+    admin.organisation.save(update_fields=["time_zone"])
+    with clock.travel(dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC)):
+        user_deactivate(acting_user=admin, user=UserFactory(organisation=admin.organisation))
+
+    page = admin_client.get(reverse("accounts:activity")).content.decode()
+
+    assert f"<td>{shown}</td>" in page
