@@ -1,5 +1,8 @@
 """Cards on file (processor ids and display facts only) and payment attempts."""
+from functools import lru_cache
+
 from django.db import models
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
@@ -52,10 +55,10 @@ class PaymentDisplay:
         return Payment.Purpose.RETRY if self.attempt_number > 1 else Payment.Purpose.RENEWAL
 
     def get_purpose_display(self) -> str:
-        return str(Payment.Purpose(self.purpose).label)  # a str, not a lazy proxy, to print
+        return _label("purpose", self.purpose, get_language())
 
     def get_cycle_display(self) -> str:
-        return str(BillingCycle(self.cycle).label) if self.cycle else ""
+        return _label("cycle", self.cycle, get_language()) if self.cycle else ""
 
     @property
     def outcome(self) -> str:
@@ -67,7 +70,7 @@ class PaymentDisplay:
         return self.state
 
     def get_outcome_display(self) -> str:
-        return str(OUTCOMES[self.outcome])
+        return _label("outcome", self.outcome, get_language())
 
     @property
     def reason(self) -> str:
@@ -178,6 +181,14 @@ class Payment(PaymentDisplay, models.Model):
         if self.quote_id:
             return self.quote.cycle
         return self.invoice.cycle if self.invoice_id else ""
+
+
+@lru_cache(maxsize=64)
+def _label(kind: str, value: str, language: str | None) -> str:
+    """A history label as a str in `language`: made once per process and language (a page of
+    the history prints a few of them on every row)."""
+    labels = {"purpose": Payment.Purpose, "cycle": BillingCycle}
+    return str(OUTCOMES[value] if kind == "outcome" else labels[kind](value).label)
 
 
 OUTCOMES = {"paid": _("Paid"), "credit": _("Paid by account credit"), "failed": _("Failed"),

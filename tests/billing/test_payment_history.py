@@ -70,9 +70,14 @@ def test_times_are_printed_on_the_organisations_clock(admin_client, admin, histo
 
 
 def test_a_failed_payments_reason_is_in_the_readers_language(admin_client, history):
+    english = admin_client.get(reverse("billing:payment_history"),
+                               HTTP_ACCEPT_LANGUAGE="en").content.decode()
     page = admin_client.get(reverse("billing:payment_history"),
                             HTTP_ACCEPT_LANGUAGE="ja").content.decode()
     assert "カードが拒否されました" in page and "決済ID" in page
+    # the labels each row repeats, kept per language, are in the reader's language too
+    assert ">Paid<" in english and ">Monthly<" in english and ">Failed" in english
+    assert ">支払済み<" in page and ">月払い<" in page and ">失敗" in page
 
 
 def test_filters_by_outcome_and_by_days_on_the_organisations_clock(admin_client, history):
