@@ -64,8 +64,8 @@ from tests.bench.api import (  # noqa: E402
     summary,
 )
 
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
 ADMIN = "admin@demo.kanri.test"
 LOCKED_ADMIN = "admin@locked-bench.kanri.test"
 USERS = 100
