@@ -133,7 +133,8 @@ def subscription_overview(*, organisation: Organisation) -> Overview:
     subscription = with_prices(_overview_queries().subscription.get(organisation=organisation))
     subscription.organisation = organisation  # the signed-in user's, already loaded
     invoices = list(_overview_queries().invoices.filter(organisation=organisation)[:10])
-    open_payment = _overview_queries().open_payment.filter(organisation=organisation).first()
+    open_payment = next(iter(_overview_queries().open_payment
+                             .filter(organisation=organisation)[:1]), None)
     return Overview(subscription=subscription, next_renewal_amount=renewal_amount(subscription),
                     invoices=invoices, open_payment=open_payment,
                     dunning=dunning_timeline(subscription),
@@ -159,7 +160,9 @@ def _overview_queries() -> _OverviewQueries:
         invoices=Invoice.objects.only("number", "issued_at", "plan_name", "plan_name_ja",
                                       "state", "currency", "total", "total_currency",
                                       "amount_paid", "amount_paid_currency", "paid_by"),
-        open_payment=(Payment.objects.filter(state__in=Payment.OPEN)
+        # At most one is open per organisation (constraint one_open_payment_per_organisation):
+        # no ordering to build.
+        open_payment=(Payment.objects.filter(state__in=Payment.OPEN).order_by()
                       .only("amount", "amount_currency", "created_at", "quote_id")))
 
 
