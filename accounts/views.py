@@ -65,7 +65,7 @@ def _users_context(request, **extra) -> dict:
     from billing import selectors as billing_selectors
 
     organisation = request.user.organisation
-    subscription = billing_selectors.subscription_for_panel(organisation=organisation)
+    subscription = billing_selectors.subscription_with_prices(organisation=organisation)
     counts = selectors.org_user_counts(organisation=organisation)
     paginator = Paginator(selectors.org_users(organisation=organisation), USERS_PAGE_SIZE)
     # The grouped count already says how many there are: no COUNT query for the pager.

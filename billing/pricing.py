@@ -26,7 +26,6 @@ from billing import periods
 from billing.errors import BillingError
 from billing.models import InvoiceLine, Status, Subscription
 from billing.models.quotes import LineKind
-from billing.selectors import subscriptions_with_plan, with_prices
 from store import clock
 from store.models import AddOn, Plan, Price
 from store.money import money_sum, prorate, tax_by_rate, tax_on, zero
@@ -281,7 +280,3 @@ def quote_price(*, organisation: Organisation, subscription: Subscription,
                   amount_due=max(total - credit_applied, zero(currency)),
                   credit_to_account=max(-total, zero(currency)), next_renewal_amount=renewal,
                   warnings=limit_warnings(organisation=organisation, plan=change.plan))
-
-
-def subscription_for_pricing(*, organisation: Organisation) -> Subscription:
-    return with_prices(subscriptions_with_plan().get(organisation=organisation))

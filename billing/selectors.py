@@ -507,15 +507,15 @@ def licence_panel(*, subscription: Subscription, counts: dict) -> list[LicenceRo
     return rows
 
 
-def subscription_for_panel(*, organisation: Organisation) -> Subscription:
-    """The subscription with what the licence panel reads (plan and the per-period prices)."""
-    return with_prices(subscriptions_with_plan().get(organisation=organisation))
+def subscription_with_prices(*, organisation: Organisation) -> Subscription:
+    """The subscription with its plan and per-period prices: what pricing a change and the
+    licence panel read."""
+    return with_prices(_subscriptions_with_plan().get(organisation=organisation))
 
 
 @cache
-def subscriptions_with_plan() -> QuerySet[Subscription]:
-    """Subscriptions with their plan, the query built once per process: the pages that show a
-    subscription's plan and prices filter a copy by organisation (with_prices adds the prices)."""
+def _subscriptions_with_plan() -> QuerySet[Subscription]:
+    """Subscriptions with their plan, the query built once per process; callers filter a copy."""
     return Subscription.objects.select_related("plan")
 
 

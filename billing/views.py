@@ -91,7 +91,7 @@ def configure(request, code: str):
     plan = get_object_or_404(Plan, code=code, is_public=True)
     if plan.is_free:
         return redirect("billing:details")
-    subscription = pricing.subscription_for_pricing(organisation=organisation)
+    subscription = selectors.subscription_with_prices(organisation=organisation)
     initial = {"cycle": subscription.cycle, "regular_licences": subscription.regular_licences,
                "team_licences": subscription.team_licences,
                "storage_units": subscription.storage_units}
@@ -124,7 +124,7 @@ def _licence_screen(request, *, remove: bool):
     """ユーザー/アドオンのアップグレード (add) and ダウングレード (remove): how many, the price
     of the change live, then the same quote, review and Pay as a plan change."""
     organisation = request.user.organisation
-    subscription = pricing.subscription_for_pricing(organisation=organisation)
+    subscription = selectors.subscription_with_prices(organisation=organisation)
     try:
         licences.licence_change(subscription=subscription, regular=0, team=0, storage=0,
                                 remove=False)

@@ -13,7 +13,8 @@ from django.utils.translation import gettext as _
 from accounts.models import Organisation, User
 from billing.errors import PaymentPending
 from billing.models import Payment, Quote, QuoteLine, Subscription
-from billing.pricing import Change, quote_price, subscription_for_pricing
+from billing.pricing import Change, quote_price
+from billing.selectors import subscription_with_prices
 from billing.services.charging import payments_settle_open
 from store import clock
 from store.models import Plan
@@ -47,7 +48,7 @@ def quote_create(*, organisation: Organisation, acting_user: User, change: Chang
 @transaction.atomic
 def _quote_write(*, organisation: Organisation, acting_user: User, change: Change) -> Quote:
     refuse_while_payment_open(organisation=organisation)
-    subscription = subscription_for_pricing(organisation=organisation)
+    subscription = subscription_with_prices(organisation=organisation)
     priced = quote_price(organisation=organisation, subscription=subscription, change=change)
     now = clock.now()
     quote = Quote.objects.create(
