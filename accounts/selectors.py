@@ -8,6 +8,7 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 
 from accounts.models import AuditEvent, LicenceType, Organisation, User
+from store.prepared import Prepared
 
 
 def org_user_get(*, organisation: Organisation, user_id: int) -> User:
@@ -30,20 +31,17 @@ def _user_rows():
 
 def org_user_counts(*, organisation: Organisation) -> dict[str, dict[str, int]]:
     """Active and deactivated users per licence type, in one query."""
-    rows = _user_counts().filter(organisation=organisation)
     counts = {t: {"active": 0, "deactivated": 0} for t in LicenceType.values}
-    for row in rows:
+    for row in _USER_COUNTS(organisation.pk):
         counts[row["licence_type"]] = {"active": row["active"], "deactivated": row["deactivated"]}
     return counts
 
 
-@cache
-def _user_counts():
-    """`org_user_counts`'s grouped query for any organisation, built once per process (it runs
-    on most portal pages); callers filter a copy."""
-    return (User.objects.order_by().values("licence_type")
-            .annotate(active=Count("pk", filter=Q(is_active=True)),
-                      deactivated=Count("pk", filter=Q(is_active=False))))
+# Compiled once per process: it runs on most portal pages.
+_USER_COUNTS = Prepared(lambda organisation_id: User.objects.filter(
+    organisation_id=organisation_id).order_by().values("licence_type").annotate(
+    active=Count("pk", filter=Q(is_active=True)),
+    deactivated=Count("pk", filter=Q(is_active=False))))
 
 
 # The activity page: the organisation's audit trail --------------------------------------------

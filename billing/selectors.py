@@ -30,6 +30,7 @@ from billing.models.payments import PaymentDisplay
 from store import clock
 from store.models import Plan
 from store.money import format_money, money_sum, prorate, tax_on
+from store.prepared import Prepared
 from store.selectors import prices_by_id
 
 
@@ -130,11 +131,11 @@ def with_prices(subscription: Subscription) -> Subscription:
 
 
 def subscription_overview(*, organisation: Organisation) -> Overview:
-    subscription = with_prices(_overview_queries().subscription.get(organisation=organisation))
+    [subscription] = _OVERVIEW_SUBSCRIPTION(organisation.pk)
+    with_prices(subscription)
     subscription.organisation = organisation  # the signed-in user's, already loaded
-    invoices = list(_overview_queries().invoices.filter(organisation=organisation)[:10])
-    open_payment = next(iter(_overview_queries().open_payment
-                             .filter(organisation=organisation)[:1]), None)
+    invoices = _OVERVIEW_INVOICES(organisation.pk)
+    open_payment = next(iter(_OVERVIEW_OPEN_PAYMENT(organisation.pk)), None)
     return Overview(subscription=subscription, next_renewal_amount=renewal_amount(subscription),
                     invoices=invoices, open_payment=open_payment,
                     dunning=dunning_timeline(subscription),
@@ -143,27 +144,17 @@ def subscription_overview(*, organisation: Organisation) -> Overview:
                                                        next_charge_at(subscription)))
 
 
-@dataclass(frozen=True)
-class _OverviewQueries:
-    subscription: QuerySet
-    invoices: QuerySet
-    open_payment: QuerySet
-
-
-@cache
-def _overview_queries() -> _OverviewQueries:
-    """The details page's queries for any organisation, built once per process (the page is the
-    portal's busiest; building a query costs about what running it does). Callers filter a
-    copy by organisation."""
-    return _OverviewQueries(
-        subscription=Subscription.objects.select_related("plan", "default_payment_method"),
-        invoices=Invoice.objects.only("number", "issued_at", "plan_name", "plan_name_ja",
-                                      "state", "currency", "total", "total_currency",
-                                      "amount_paid", "amount_paid_currency", "paid_by"),
-        # At most one is open per organisation (constraint one_open_payment_per_organisation):
-        # no ordering to build.
-        open_payment=(Payment.objects.filter(state__in=Payment.OPEN).order_by()
-                      .only("amount", "amount_currency", "created_at", "quote_id")))
+# The details page's reads (the portal's busiest page), compiled once per process.
+_OVERVIEW_SUBSCRIPTION = Prepared(lambda organisation_id: Subscription.objects.select_related(
+    "plan", "default_payment_method").filter(organisation_id=organisation_id))
+_OVERVIEW_INVOICES = Prepared(lambda organisation_id: Invoice.objects.filter(
+    organisation_id=organisation_id).only(
+    "number", "issued_at", "plan_name", "plan_name_ja", "state", "currency", "total",
+    "total_currency", "amount_paid", "amount_paid_currency", "paid_by")[:10])
+# At most one is open per organisation (constraint one_open_payment_per_organisation).
+_OVERVIEW_OPEN_PAYMENT = Prepared(lambda organisation_id: Payment.objects.filter(
+    organisation_id=organisation_id, state__in=Payment.OPEN).order_by().only(
+    "amount", "amount_currency", "created_at", "quote_id")[:1])
 
 
 RENEWING = {Status.ACTIVE, Status.PAST_DUE, Status.LOCKED}

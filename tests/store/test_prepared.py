@@ -1,0 +1,88 @@
+"""Reads compiled once per process (store.prepared) answer exactly what their querysets answer,
+for an organisation with everything the pages show and for one with nothing."""
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from djmoney.money import Money
+
+import accounts.selectors  # noqa: F401  (each module's prepared reads are made on import)
+import billing.selectors  # noqa: F401
+from accounts.models import LicenceType
+from billing.models import Payment, PaymentMethod, Status, Subscription
+from store.prepared import Prepared
+from tests.accounts.factories import AdminFactory, UserFactory
+from tests.billing.factories import subscription_in
+
+pytestmark = pytest.mark.django_db
+
+
+def _fields(obj) -> dict:
+    """A model instance as its column values, with the related objects it was loaded with."""
+    values = {field.attname: getattr(obj, field.attname) for field in obj._meta.concrete_fields
+              if field.attname in obj.__dict__}
+    related = {name: _fields(rel) if rel is not None else None
+               for name, rel in obj._state.fields_cache.items()}
+    return {"model": type(obj).__name__, **values, "related": related}
+
+
+def _answer(rows: list) -> list:
+    return [row if isinstance(row, dict) else _fields(row) for row in rows]
+
+
+@pytest.fixture
+def organisations():
+    """One organisation with a paid subscription, a default card, an open payment and users of
+    both licence types, some deactivated; one just signed up (Free, nothing else)."""
+    admin = AdminFactory()
+    subscription = subscription_in(Status.ACTIVE, admin=admin)
+    organisation = admin.organisation
+    card = PaymentMethod.objects.create(organisation=organisation, processor_id="pm_prepared",
+                                        brand="visa", last4="4242", exp_month=12, exp_year=2031)
+    Subscription.objects.filter(pk=subscription.pk).update(default_payment_method=card)
+    Payment.objects.create(organisation=organisation, idempotency_key="prepared:open",
+                           amount=Money(3300, "JPY"), state=Payment.State.PROCESSING)
+    UserFactory(organisation=organisation, licence_type=LicenceType.TEAM)
+    UserFactory(organisation=organisation, is_active=False)
+    return [organisation, AdminFactory().organisation]
+
+
+def test_every_prepared_read_answers_what_its_queryset_answers(organisations):
+    assert len(Prepared.every) >= 4
+    for prepared in Prepared.every:
+        for organisation in organisations:
+            expected = _answer(list(prepared.build(organisation.pk)))
+            assert _answer(prepared(organisation.pk)) == expected
+    full = organisations[0].pk
+    # The organisation with everything has something in each read (the comparison above is
+    # not between two empty lists).
+    assert all(prepared(full) for prepared in Prepared.every)
+
+
+def test_a_prepared_read_is_compiled_once_and_runs_one_query_each_time(organisations):
+    built = []
+    prepared = Prepared(lambda organisation_id: built.append(organisation_id) or (
+        Subscription.objects.select_related("plan").filter(organisation_id=organisation_id)))
+    Prepared.every.remove(prepared)
+    for organisation in organisations * 2:
+        with CaptureQueriesContext(connection) as queries:
+            [subscription] = prepared(organisation.pk)
+        assert len(queries) == 1
+        assert subscription.organisation_id == organisation.pk
+        assert subscription.plan.code == ("standard" if organisation == organisations[0]
+                                          else "free")
+    assert len(built) == 1
+
+
+def test_a_queryset_that_does_not_use_the_value_is_refused():
+    prepared = Prepared(lambda organisation_id: Subscription.objects.filter(pk=1))
+    Prepared.every.remove(prepared)
+    with pytest.raises(ValueError, match="placeholder"):
+        prepared(1)
+
+
+def test_a_queryset_with_prefetching_is_refused():
+    prepared = Prepared(lambda organisation_id: Subscription.objects.filter(
+        organisation_id=organisation_id).prefetch_related("invoices"))
+    Prepared.every.remove(prepared)
+    with pytest.raises(TypeError):
+        prepared(1)
