@@ -67,9 +67,9 @@ def _users_context(request, **extra) -> dict:
     organisation = request.user.organisation
     subscription = billing_selectors.subscription_with_prices(organisation=organisation)
     counts = selectors.org_user_counts(organisation=organisation)
-    paginator = Paginator(selectors.org_users(organisation=organisation), USERS_PAGE_SIZE)
     # The grouped count already says how many there are: no COUNT query for the pager.
-    paginator.count = sum(row["active"] + row["deactivated"] for row in counts.values())
+    paginator = Paginator(selectors.org_users(organisation=organisation, count=sum(
+        row["active"] + row["deactivated"] for row in counts.values())), USERS_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     return {"users": page.object_list, "page": page, "me": request.user.pk,
             "subscription": subscription,

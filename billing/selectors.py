@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -131,8 +131,7 @@ def with_prices(subscription: Subscription) -> Subscription:
 
 
 def subscription_overview(*, organisation: Organisation) -> Overview:
-    [subscription] = _OVERVIEW_SUBSCRIPTION(organisation.pk)
-    with_prices(subscription)
+    subscription = with_prices(_the_one(_SUBSCRIPTION_WITH_PLAN_AND_CARD(organisation.pk)))
     subscription.organisation = organisation  # the signed-in user's, already loaded
     invoices = _OVERVIEW_INVOICES(organisation.pk)
     open_payment = next(iter(_OVERVIEW_OPEN_PAYMENT(organisation.pk)), None)
@@ -144,9 +143,10 @@ def subscription_overview(*, organisation: Organisation) -> Overview:
                                                        next_charge_at(subscription)))
 
 
-# The details page's reads (the portal's busiest page), compiled once per process.
-_OVERVIEW_SUBSCRIPTION = Prepared(lambda organisation_id: Subscription.objects.select_related(
-    "plan", "default_payment_method").filter(organisation_id=organisation_id))
+# The details page's reads (the portal's busiest page), compiled once per process; the first
+# is also `subscription_get`'s.
+_SUBSCRIPTION_WITH_PLAN_AND_CARD = Prepared(lambda organisation_id: Subscription.objects.filter(
+    organisation_id=organisation_id).select_related("plan", "default_payment_method"))
 _OVERVIEW_INVOICES = Prepared(lambda organisation_id: Invoice.objects.filter(
     organisation_id=organisation_id).only(
     "number", "issued_at", "plan_name", "plan_name_ja", "state", "currency", "total",
@@ -239,8 +239,16 @@ def lock_overview(*, organisation: Organisation) -> LockOverview | None:
 
 
 def subscription_get(*, organisation: Organisation) -> Subscription:
-    return Subscription.objects.select_related("plan", "default_payment_method").get(
-        organisation=organisation)
+    """The subscription with its plan and default card."""
+    return _the_one(_SUBSCRIPTION_WITH_PLAN_AND_CARD(organisation.pk))
+
+
+def _the_one(subscriptions: list[Subscription]) -> Subscription:
+    """An organisation's one subscription (every organisation has one from sign-up)."""
+    if not subscriptions:
+        raise Subscription.DoesNotExist("the organisation has no subscription")
+    [subscription] = subscriptions  # one per organisation: a unique key
+    return subscription
 
 
 def quote_get(*, organisation: Organisation, quote_id) -> Quote:
@@ -399,13 +407,24 @@ def payment_history_page(*, number, size: int, organisation: Organisation,
                          start: dt.date | None = None, end: dt.date | None = None,
                          status: str = ""):
     """One page of `payment_history` as HistoryRows; its count without the joins."""
-    matching = {"organisation": organisation, "start": start, "end": end, "status": status}
-    paginator = Paginator(payment_history(**matching), size)
-    paginator.count = payment_history_count(**matching)
+    if start or end or status:
+        matching = {"organisation": organisation, "start": start, "end": end, "status": status}
+        paginator = Paginator(payment_history(**matching), size)
+        paginator.count = payment_history_count(**matching)
+    else:  # the page as it opens: its two reads compiled once per process
+        paginator = Paginator(_HISTORY_ROWS.rows(organisation.pk, count=lambda: sum(
+            row["rows"] for row in _HISTORY_COUNT(organisation.pk))), size)
     page = paginator.get_page(number)
     zone = ZoneInfo(organisation.time_zone)
     page.object_list = [HistoryRow.of(row, zone) for row in page.object_list]
     return page
+
+
+_HISTORY_ROWS = Prepared(lambda organisation_id: Payment.objects.filter(
+    organisation_id=organisation_id).order_by("-created_at", "-id").values(*HISTORY_VALUES))
+_HISTORY_COUNT = Prepared(lambda organisation_id: Payment.objects.filter(
+    organisation_id=organisation_id).order_by().values("organisation_id").annotate(
+    rows=Count("pk")))
 
 
 def payment_history_rows(*, organisation: Organisation, start: dt.date | None = None,
@@ -501,13 +520,11 @@ def licence_panel(*, subscription: Subscription, counts: dict) -> list[LicenceRo
 def subscription_with_prices(*, organisation: Organisation) -> Subscription:
     """The subscription with its plan and per-period prices: what pricing a change and the
     licence panel read."""
-    return with_prices(_subscriptions_with_plan().get(organisation=organisation))
+    return with_prices(_the_one(_SUBSCRIPTION_WITH_PLAN(organisation.pk)))
 
 
-@cache
-def _subscriptions_with_plan() -> QuerySet[Subscription]:
-    """Subscriptions with their plan, the query built once per process; callers filter a copy."""
-    return Subscription.objects.select_related("plan")
+_SUBSCRIPTION_WITH_PLAN = Prepared(lambda organisation_id: Subscription.objects.select_related(
+    "plan").filter(organisation_id=organisation_id))
 
 
 # Usage -----------------------------------------------------------------------------------------

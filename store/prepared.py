@@ -35,9 +35,31 @@ class Prepared:
         Prepared.every.append(self)
 
     def __call__(self, value) -> list:
+        return self._compile().run(value)
+
+    def rows(self, value, count: Callable[[], int]) -> "PreparedRows":
+        """The rows for `value` as a Paginator's object list: `count()` says how many there
+        are, and each page is read with LIMIT and OFFSET on the kept SQL (the queryset must
+        not be sliced itself)."""
+        return PreparedRows(self._compile(), value, count)
+
+    def _compile(self) -> "_Compiled":
         if self._compiled is None:  # two threads may both compile: the same result
             self._compiled = _Compiled(self.build(PLACEHOLDER))
-        return self._compiled.run(value)
+        return self._compiled
+
+
+class PreparedRows:
+    """What Django's Paginator needs of an object list: count() and a slice."""
+
+    def __init__(self, compiled: "_Compiled", value, count: Callable[[], int]):
+        self.compiled, self.value, self._count = compiled, value, count
+
+    def count(self) -> int:
+        return self._count()
+
+    def __getitem__(self, page: slice) -> list:
+        return self.compiled.run(self.value, limit=page.stop - page.start, offset=page.start)
 
 
 class _Compiled:
@@ -50,6 +72,7 @@ class _Compiled:
         if not self.slots:
             raise ValueError(f"the placeholder is not among the compiled parameters: {self.sql}")
         self.compiler = compiler
+        self.sliced = queryset.query.is_sliced
         if queryset._iterable_class is ValuesIterable:
             query = queryset.query
             self.names = [*query.extra_select, *query.values_select, *query.annotation_select]
@@ -67,12 +90,17 @@ class _Compiled:
         else:
             raise TypeError("a prepared read returns model instances or values() dicts")
 
-    def run(self, value) -> list:
+    def run(self, value, *, limit: int | None = None, offset: int = 0) -> list:
         params = self.params.copy()
         for slot in self.slots:
             params[slot] = value
+        sql = self.sql
+        if limit is not None:
+            if self.sliced:
+                raise TypeError("a prepared read that is sliced already cannot be paged")
+            sql, params = f"{sql} LIMIT %s OFFSET %s", [*params, limit, offset]
         with connections[self.alias].cursor() as cursor:
-            cursor.execute(self.sql, params)
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
         return [self.build_row(row) for row in self.compiler.results_iter([rows])]
 

@@ -1,13 +1,14 @@
 """Reads compiled once per process (store.prepared) answer exactly what their querysets answer,
 for an organisation with everything the pages show and for one with nothing."""
 import pytest
+from django.core.paginator import Paginator
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from djmoney.money import Money
 
 import accounts.selectors  # noqa: F401  (each module's prepared reads are made on import)
 import billing.selectors  # noqa: F401
-from accounts.models import LicenceType
+from accounts.models import AuditEvent, LicenceType
 from billing.models import Payment, PaymentMethod, Status, Subscription
 from store.prepared import Prepared
 from tests.accounts.factories import AdminFactory, UserFactory
@@ -86,3 +87,29 @@ def test_a_queryset_with_prefetching_is_refused():
     Prepared.every.remove(prepared)
     with pytest.raises(TypeError):
         prepared(1)
+
+
+def test_prepared_rows_page_as_the_queryset_pages(organisations):
+    organisation = organisations[0]
+    for number in range(5):
+        AuditEvent.objects.create(organisation=organisation, actor_kind="system",
+                                  action="user.added", target_type="user",
+                                  target_id=str(number))
+    events = AuditEvent.objects.filter(organisation=organisation).order_by("-created_at", "-id")
+    prepared = Prepared(lambda organisation_id: AuditEvent.objects.filter(
+        organisation_id=organisation_id).order_by("-created_at", "-id"))
+    Prepared.every.remove(prepared)
+    pager = Paginator(prepared.rows(organisation.pk, count=events.count), 2)
+    expected = Paginator(events, 2)
+    assert pager.num_pages == expected.num_pages >= 3
+    for number in pager.page_range:
+        assert (_answer(pager.page(number).object_list)
+                == _answer(list(expected.page(number).object_list)))
+
+
+def test_a_sliced_prepared_read_cannot_be_paged(organisations):
+    prepared = Prepared(lambda organisation_id: AuditEvent.objects.filter(
+        organisation_id=organisation_id)[:5])
+    Prepared.every.remove(prepared)
+    with pytest.raises(TypeError, match="sliced"):
+        Paginator(prepared.rows(organisations[0].pk, count=lambda: 9), 2).page(1)
