@@ -376,16 +376,21 @@ class HistoryRow(PaymentDisplay):
     cycle: str
     plan_names: tuple[str, str]  # English and Japanese, as the invoice (else the quote) named it
     when: str  # created_at on the organisation's clock, as the page prints it
+    language: str  # the one the page (or CSV) is read in, asked once for all its rows
+
+    def reading_language(self) -> str:
+        return self.language
 
     @property
     def plan_label(self) -> str:
         name, name_ja = self.plan_names
-        return name_ja if (get_language() or "").startswith("ja") else name
+        return name_ja if (self.language or "").startswith("ja") else name
 
     @classmethod
-    def of(cls, row: dict, zone: ZoneInfo) -> "HistoryRow":
+    def of(cls, row: dict, zone: ZoneInfo, language: str) -> "HistoryRow":
         quoted = row["quote_id"] is not None
         return cls(
+            language=language,
             when=row["created_at"].astimezone(zone).strftime("%Y-%m-%d %H:%M"),
             pk=row["pk"], processor_id=row["processor_id"], created_at=row["created_at"],
             amount=Money(row["amount"], row["amount_currency"]), state=row["state"],
@@ -416,7 +421,8 @@ def payment_history_page(*, number, size: int, organisation: Organisation,
             row["rows"] for row in _HISTORY_COUNT(organisation.pk))), size)
     page = paginator.get_page(number)
     zone = ZoneInfo(organisation.time_zone)
-    page.object_list = [HistoryRow.of(row, zone) for row in page.object_list]
+    language = get_language()
+    page.object_list = [HistoryRow.of(row, zone, language) for row in page.object_list]
     return page
 
 
@@ -430,10 +436,10 @@ _HISTORY_COUNT = Prepared(lambda organisation_id: Payment.objects.filter(
 def payment_history_rows(*, organisation: Organisation, start: dt.date | None = None,
                          end: dt.date | None = None, status: str = "") -> Iterator[HistoryRow]:
     """Every row of `payment_history`, read in chunks (the CSV export)."""
-    zone = ZoneInfo(organisation.time_zone)
+    zone, language = ZoneInfo(organisation.time_zone), get_language()
     for row in payment_history(organisation=organisation, start=start, end=end,
                                status=status).iterator(chunk_size=500):
-        yield HistoryRow.of(row, zone)
+        yield HistoryRow.of(row, zone, language)
 
 
 def payment_get(*, organisation: Organisation, payment_id: int) -> Payment:

@@ -54,11 +54,15 @@ class PaymentDisplay:
             return Payment.Purpose.PLAN_CHANGE if self.plan_changed else Payment.Purpose.LICENCES
         return Payment.Purpose.RETRY if self.attempt_number > 1 else Payment.Purpose.RENEWAL
 
+    def reading_language(self) -> str:
+        """The language the labels are read in: the active one (a history row knows its own)."""
+        return get_language()
+
     def get_purpose_display(self) -> str:
-        return _label("purpose", self.purpose, get_language())
+        return _label("purpose", self.purpose, self.reading_language())
 
     def get_cycle_display(self) -> str:
-        return _label("cycle", self.cycle, get_language()) if self.cycle else ""
+        return _label("cycle", self.cycle, self.reading_language()) if self.cycle else ""
 
     @property
     def outcome(self) -> str:
@@ -70,7 +74,7 @@ class PaymentDisplay:
         return self.state
 
     def get_outcome_display(self) -> str:
-        return _label("outcome", self.outcome, get_language())
+        return _label("outcome", self.outcome, self.reading_language())
 
     @property
     def reason(self) -> str:
