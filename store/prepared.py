@@ -16,7 +16,7 @@ compiler's shape fails a test rather than a page.
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connections
+from django.db import connections, router
 from django.db.models import QuerySet
 from django.db.models.query import ModelIterable, ValuesIterable, get_related_populators
 
@@ -31,7 +31,8 @@ class Prepared:
 
     def __init__(self, build: Callable[[Any], QuerySet]):
         self.build = build
-        self._compiled: _Compiled | None = None
+        self.model = None  # the queryset's, known at the first call
+        self._compiled: dict[str, _Compiled] = {}  # per database alias (a replica has its own)
         Prepared.every.append(self)
 
     def __call__(self, value) -> list:
@@ -44,9 +45,17 @@ class Prepared:
         return PreparedRows(self._compile(), value, count)
 
     def _compile(self) -> "_Compiled":
-        if self._compiled is None:  # two threads may both compile: the same result
-            self._compiled = _Compiled(self.build(PLACEHOLDER))
-        return self._compiled
+        """The SQL for the database the routers send this read to now (two threads may both
+        compile it: the same result)."""
+        queryset = None
+        if self.model is None:
+            queryset = self.build(PLACEHOLDER)
+            self.model = queryset.model
+        alias = router.db_for_read(self.model)
+        if (compiled := self._compiled.get(alias)) is None:
+            queryset = (self.build(PLACEHOLDER) if queryset is None else queryset).using(alias)
+            compiled = self._compiled[alias] = _Compiled(queryset)
+        return compiled
 
 
 class PreparedRows:

@@ -3,7 +3,7 @@ for an organisation with everything the pages show and for one with nothing."""
 import pytest
 from django.core.paginator import Paginator
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, override_settings
 from djmoney.money import Money
 
 import accounts.selectors  # noqa: F401  (each module's prepared reads are made on import)
@@ -113,3 +113,26 @@ def test_a_sliced_prepared_read_cannot_be_paged(organisations):
     Prepared.every.remove(prepared)
     with pytest.raises(TypeError, match="sliced"):
         Paginator(prepared.rows(organisations[0].pk, count=lambda: 9), 2).page(1)
+
+
+class _RecordingRouter:
+    """Sends every read to the default database, noting each model it was asked about."""
+
+    asked: list = []
+
+    def db_for_read(self, model, **hints):
+        self.asked.append(model)
+        return "default"
+
+
+@override_settings(DATABASE_ROUTERS=["tests.store.test_prepared._RecordingRouter"])
+def test_a_prepared_read_asks_the_routers_where_to_read_each_time(organisations):
+    # (A replica for the history pages is on the roadmap: the SQL is kept per database.)
+    prepared = Prepared(lambda organisation_id: Subscription.objects.filter(
+        organisation_id=organisation_id))
+    Prepared.every.remove(prepared)
+    _RecordingRouter.asked.clear()
+    for organisation in organisations:
+        [subscription] = prepared(organisation.pk)
+        assert subscription.organisation_id == organisation.pk
+    assert _RecordingRouter.asked.count(Subscription) == len(organisations)
