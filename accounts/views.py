@@ -7,13 +7,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
 from accounts.errors import AccountsError
 from accounts.forms import ActivityFilter, LoginForm, SignUpForm, UserAddForm
 from accounts.permissions import org_admin_required, organisation_is_locked
 from billing.services.licences import NoFreeLicence
+from store.http import method_not_allowed, require_post
 
 
 @login_required
@@ -49,6 +49,13 @@ class LoginView(auth_views.LoginView):
     form_class = LoginForm
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    """Logging out is a POST (the menu's button); the address opened says so."""
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        return method_not_allowed(request)
 
 
 def lockout(request, credentials, *args, **kwargs):
@@ -134,14 +141,14 @@ def user_deactivate(request, user_id: int):
 
 
 @org_admin_required
-@require_POST
+@require_post
 def user_reactivate(request, user_id: int):
     return _change_activation(request, user_id, services.user_reactivate,
                               _("%(email)s can log in again."))
 
 
 @org_admin_required
-@require_POST
+@require_post
 def user_licence_type(request, user_id: int):
     """Move a user to the other licence type (a free licence of it needed if active)."""
     person = selectors.org_user_get(organisation=request.user.organisation, user_id=user_id)

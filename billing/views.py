@@ -11,7 +11,6 @@ from django.http import Http404, HttpResponseBadRequest, JsonResponse, Streaming
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
 
 from accounts import selectors as account_selectors
 from accounts.permissions import org_admin_required
@@ -34,6 +33,7 @@ from billing.services import (
     quotes,
     subscriptions,
 )
+from store.http import require_post
 from store.models import Plan
 
 
@@ -191,7 +191,7 @@ PAY_STATUS = {"card_declined": 402, "processor_unavailable": 503, "payment_pendi
 
 
 @org_admin_required(while_locked=True)
-@require_POST
+@require_post
 def pay(request, quote_id):
     organisation = request.user.organisation
     try:
@@ -216,7 +216,7 @@ def pay(request, quote_id):
 
 
 @org_admin_required(while_locked=True)
-@require_POST
+@require_post
 def card_setup(request):
     """A SetupIntent for the processor's card form (a POST: it may create the customer)."""
     try:
@@ -228,7 +228,7 @@ def card_setup(request):
 
 
 @org_admin_required(while_locked=True)
-@require_POST
+@require_post
 def card_add(request):
     """The browser confirmed a card with the processor: save it (the default unless
     `make_default=0`), or, with `replaces`, put it in that card's place."""
@@ -284,7 +284,7 @@ def trial(request):
 
 
 @org_admin_required(while_locked=True)
-@require_POST
+@require_post
 def switch_to_free(request):
     """Price the move to Free (credit for unused time) and show it for confirmation."""
     try:
@@ -330,7 +330,7 @@ def _renew_refused(request, *, error: str, code: str, pending: bool, status: int
 
 
 @org_admin_required(while_locked=True)
-@require_POST
+@require_post
 def renew(request):
     """サブスクリプションの更新 / Renew subscription: pay the open renewal invoice now."""
     try:
@@ -381,7 +381,7 @@ def payment_methods(request):
 
 
 @org_admin_required(while_locked=True)
-@require_POST
+@require_post
 def card_default(request, method_id: int):
     organisation = request.user.organisation
     method = selectors.payment_method_get(organisation=organisation, method_id=method_id)
@@ -401,7 +401,7 @@ def card_replace(request, method_id: int):
 
 
 @org_admin_required(while_locked=True)
-@require_POST
+@require_post
 def card_delete(request, method_id: int):
     """削除する / Delete; when it would leave a renewing plan without a card, a confirmation
     page says renewals will fail and asks again."""
