@@ -14,6 +14,9 @@ Rules (SPEC "Subscription states"; periods from `billing.periods`):
 - A failed renewal makes the subscription past due: grace ends `KANRI_GRACE_DAYS` after the due
   date; retries on the `KANRI_DUNNING_RETRY_DAYS` days after it. Paid at any point → active, and
   the period runs from the due date (no time is lost or gained).
+- A processor that did not answer is not a failed payment (nothing was charged, the card was
+  not refused): the customer is not emailed and dunning does not move; the sweeps charge again
+  on their next run. A renewal stays active so until its first retry day, then goes past due.
 - Grace over → locked. `KANRI_LOCK_MONTHS` calendar months after locking → Free, the open
   invoice void (kept).
 - A trial's admins are reminded `KANRI_TRIAL_REMINDER_DAYS` before it ends; at its end the
@@ -195,10 +198,21 @@ def subscription_renew(*, subscription_id: int) -> str:
     with transaction.atomic():
         subscription = _lock(subscription_id)
         now = clock.now()
-        if (subscription.status != Status.ACTIVE or subscription.open_invoice_id
-                or subscription.current_period_end is None
+        if (subscription.status != Status.ACTIVE or subscription.current_period_end is None
                 or subscription.current_period_end > now):
             return "not_due"
+        if subscription.open_invoice_id is not None:
+            # Invoiced already, and the processor did not answer (renewal_payment_failed left
+            # it active): the same invoice, a new attempt; none while one is still open.
+            if Payment.objects.filter(organisation_id=subscription.organisation_id,
+                                      state__in=Payment.OPEN).exists():
+                return "not_due"
+            invoice = Invoice.objects.get(pk=subscription.open_invoice_id)
+            payment, token = _open_attempt(subscription, invoice, now)
+            if payment is None:
+                return "failed"
+            return charging.attempt_run(payment=payment, token=token, confirm=True, actor=None,
+                                        customer_id=subscription.processor_customer_id).kind
         invoice = _renewal_invoice(subscription, now)
         if _amount_due(invoice) <= zero(invoice.currency):
             renewal_apply_paid(subscription=subscription, invoice=invoice, payment=None)
@@ -264,6 +278,8 @@ def renewal_payment_failed(*, subscription: Subscription, payment: Payment) -> N
     invoice = subscription.open_invoice
     now = clock.now()
     due = invoice.period_start
+    if _processor_was_silent(subscription, payment, due, now):
+        return
     if subscription.status == Status.ACTIVE:
         subscription_transition(subscription=subscription, to=Status.PAST_DUE, actor=None,
                                 reason=f"renewal {invoice.number} failed: {payment.failure_code}")
@@ -286,6 +302,21 @@ def renewal_payment_failed(*, subscription: Subscription, payment: Payment) -> N
                        "grace_ends": _date(subscription.grace_ends_at, organisation),
                        "next_retry": _date(subscription.next_retry_at, organisation)})],
                new=True)
+
+
+def _processor_was_silent(subscription: Subscription, payment: Payment, due: dt.datetime,
+                          now: dt.datetime) -> bool:
+    """The processor did not answer: nothing was charged and the card was not refused, so this
+    is not a failed payment for the customer. No dunning step and no email; the sweeps charge
+    again on their next run (a renewal still active, a retry still due). A renewal waits so
+    only until the first retry day: an outage longer than that starts dunning, from the due
+    date, as a refused card would."""
+    if payment.failure_code != "processor_unavailable":
+        return False
+    if subscription.status != Status.ACTIVE:
+        return True
+    first_retry = min(settings.KANRI_DUNNING_RETRY_DAYS, default=0)
+    return now < due + dt.timedelta(days=first_retry)
 
 
 def renewal_retry(*, subscription_id: int, acting_user: User | None = None,
@@ -345,8 +376,8 @@ def _ids(queryset) -> list[int]:
 def sweep_renewals() -> dict:
     charging.payments_settle_open()
     counts: dict[str, int] = {}
-    due = Subscription.objects.filter(status=Status.ACTIVE, open_invoice=None,
-                                      current_period_end__lte=clock.now())
+    # With an open invoice too: one whose charge the processor did not answer.
+    due = Subscription.objects.filter(status=Status.ACTIVE, current_period_end__lte=clock.now())
     for subscription_id in _ids(due):
         outcome = subscription_renew(subscription_id=subscription_id)
         counts[outcome] = counts.get(outcome, 0) + 1

@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 from django.urls import reverse
 
-from billing.models import Invoice, Payment, Status, Subscription
+from billing.models import Invoice, Notification, Payment, Status, Subscription
 from billing.pricing import Change
 from billing.services import lifecycle
 from billing.services.payments import quote_pay
@@ -59,39 +59,76 @@ def test_card_setup_with_the_processor_down_says_so_and_stores_nothing(admin_cli
     assert admin_client.post(reverse("billing:card_setup")).status_code == 200  # back: works
 
 
-def test_a_renewal_with_the_processor_down_fails_plainly_and_the_retry_charges_once(admin):
+def payment_failed_emails(admin) -> int:
+    return Notification.objects.filter(organisation=admin.organisation,
+                                       kind=Notification.Kind.PAYMENT_FAILED).count()
+
+
+def test_a_renewal_with_the_processor_down_stays_active_and_the_next_run_charges_once(admin):
     due = bought(admin)
     with processor_down():
         with clock.travel(due):
             lifecycle.sweep_renewals()
     subscription = sub(admin)
-    assert subscription.status == Status.PAST_DUE  # the invoice is open, nothing else moved
+    # Nothing was charged and no card was refused: not a failed payment for the customer.
+    assert subscription.status == Status.ACTIVE
+    assert subscription.open_invoice is not None and subscription.payment_failed_at is None
+    assert payment_failed_emails(admin) == 0
     [attempt] = Payment.objects.filter(invoice__kind="renewal")
     assert (attempt.state, attempt.failure_code, attempt.processor_id) == (
         "failed", "processor_unavailable", "")
     assert "did not answer: nothing was charged" in attempt.failure_reason
 
-    with clock.travel(due + dt.timedelta(days=1)):
+    with clock.travel(due + dt.timedelta(minutes=15)):  # the sweep's next run: back
+        assert lifecycle.sweep_renewals() == {"succeeded": 1}
+        assert lifecycle.sweep_renewals() == {}  # a rerun charges nothing more
+    subscription = sub(admin)
+    assert subscription.status == Status.ACTIVE and subscription.open_invoice is None
+    assert subscription.paid_invoice.kind == "renewal" and subscription.current_period_start == due
+    assert Invoice.objects.filter(organisation=admin.organisation, kind="renewal").count() == 1
+    assert renewal_charges(admin) == 1 and payment_failed_emails(admin) == 0
+
+
+def test_a_processor_down_past_the_first_retry_day_starts_dunning_from_the_due_date(admin):
+    due = bought(admin)
+    with processor_down():
+        for hours in (0, 6, 23):
+            with clock.travel(due + dt.timedelta(hours=hours)):
+                lifecycle.sweep_renewals()
+        assert sub(admin).status == Status.ACTIVE and payment_failed_emails(admin) == 0
+        with clock.travel(due + dt.timedelta(days=1, minutes=5)):
+            lifecycle.sweep_renewals()
+    subscription = sub(admin)
+    assert subscription.status == Status.PAST_DUE
+    assert subscription.grace_ends_at == due + dt.timedelta(days=15)  # from the due date
+    assert payment_failed_emails(admin) == 1
+    assert Payment.objects.filter(invoice__kind="renewal",
+                                  failure_code="processor_unavailable").count() == 4
+
+    with clock.travel(due + dt.timedelta(days=3)):
         lifecycle.sweep_retries()
-        lifecycle.sweep_retries()  # a rerun charges nothing more
-    assert sub(admin).status == Status.ACTIVE
-    assert renewal_charges(admin) == 1
+        lifecycle.sweep_retries()
+    assert sub(admin).status == Status.ACTIVE and renewal_charges(admin) == 1
 
 
-def test_a_dunning_retry_with_the_processor_down_changes_nothing_and_the_next_charges_once(
+def test_a_dunning_retry_with_the_processor_down_changes_nothing_and_the_next_run_charges_once(
         admin):
     due = bought(admin, number=DECLINING_CARD)
     with clock.travel(due):
         lifecycle.sweep_renewals()  # declined: past due
+    assert payment_failed_emails(admin) == 1
     card_on_file(organisation=admin.organisation, acting_user=admin, number=GOOD_CARD)
+    retry_day = sub(admin).next_retry_at
     with processor_down(), clock.travel(due + dt.timedelta(days=1)):
         lifecycle.sweep_retries()
     subscription = sub(admin)
     assert subscription.status == Status.PAST_DUE
     assert subscription.grace_ends_at == due + dt.timedelta(days=15)  # grace not restarted
+    assert (subscription.next_retry_at, subscription.retries_made) == (retry_day, 0)  # still due
+    assert payment_failed_emails(admin) == 1  # no email for the silence
     assert Payment.objects.filter(invoice__kind="renewal",
                                   failure_code="processor_unavailable").count() == 1
 
-    with clock.travel(due + dt.timedelta(days=3)):
+    with clock.travel(due + dt.timedelta(days=1, hours=1)):  # the sweep's next run
         lifecycle.sweep_retries()
     assert sub(admin).status == Status.ACTIVE and renewal_charges(admin) == 1
