@@ -68,6 +68,8 @@ class PreparedRows:
         return self._count()
 
     def __getitem__(self, page: slice) -> list:
+        if page.stop <= page.start:  # an empty list's first page: nothing to ask
+            return []
         return self.compiled.run(self.value, limit=page.stop - page.start, offset=page.start)
 
 

@@ -136,3 +136,14 @@ def test_a_prepared_read_asks_the_routers_where_to_read_each_time(organisations)
         [subscription] = prepared(organisation.pk)
         assert subscription.organisation_id == organisation.pk
     assert _RecordingRouter.asked.count(Subscription) == len(organisations)
+
+
+def test_an_empty_list_pages_without_a_query(organisations):
+    prepared = Prepared(lambda organisation_id: AuditEvent.objects.filter(
+        organisation_id=organisation_id, action="never.happened").order_by("-id"))
+    Prepared.every.remove(prepared)
+    pager = Paginator(prepared.rows(organisations[1].pk, count=lambda: 0), 25)
+    with CaptureQueriesContext(connection) as queries:
+        page = pager.get_page(1)
+        assert list(page.object_list) == [] and page.number == 1
+    assert len(queries) == 0
