@@ -4,14 +4,14 @@ queries, whose only varying value is the organisation.
 Django compiles a queryset to SQL each time it is evaluated. For the small indexed reads of the
 portal's pages, compiling costs about what the database takes to answer (a subscription with
 its plan and card: 0.34 ms to compile, 0.36 ms to run, 2-core VM). A `Prepared` read compiles
-once per process, with a placeholder where the value goes, keeps the SQL, and builds its rows
-as the queryset would: model instances with their `select_related` objects, or dicts for
-`.values()`.
+once per process and database, with a placeholder where the value goes, keeps the SQL, and
+builds its rows as the queryset would: model instances with their `select_related` objects, or
+dicts for `.values()`.
 
 Only for a queryset whose SQL is the same for every value: no time, no list of varying length,
-no per-request filter; anything else is a queryset built per request. `tests/test_prepared.py`
-holds every prepared read equal to its queryset's answer, so a Django upgrade that changes the
-compiler's shape fails a test rather than a page.
+no per-request filter; anything else is a queryset built per request.
+`tests/store/test_prepared.py` holds every prepared read equal to its queryset's answer, so a
+Django upgrade that changes the compiler's shape fails a test rather than a page.
 """
 from collections.abc import Callable
 from typing import Any

@@ -14,9 +14,9 @@ Rules (SPEC "Subscription states"; periods from `billing.periods`):
 - A failed renewal makes the subscription past due: grace ends `KANRI_GRACE_DAYS` after the due
   date; retries on the `KANRI_DUNNING_RETRY_DAYS` days after it. Paid at any point → active, and
   the period runs from the due date (no time is lost or gained).
-- A processor that did not answer is not a failed payment (nothing was charged, the card was
-  not refused): the customer is not emailed and dunning does not move; the sweeps charge again
-  on their next run. A renewal stays active so until its first retry day, then goes past due.
+- A processor that did not answer is not a refusal (nothing was charged, no card refused): a
+  renewal stays active and is charged again after 15, 30, 60, … minutes until its first retry
+  day, then goes past due; the admins are emailed only when it becomes past due.
 - Grace over → locked. `KANRI_LOCK_MONTHS` calendar months after locking → Free, the open
   invoice void (kept).
 - A trial's admins are reminded `KANRI_TRIAL_REMINDER_DAYS` before it ends; at its end the
@@ -79,6 +79,7 @@ from store.money import (
 
 logger = logging.getLogger(__name__)
 BATCH = settings.KANRI_SWEEP_BATCH  # rows per transaction (a setting for ops and tests)
+SILENT_RETRY = dt.timedelta(minutes=15)  # the first wait after a processor that did not answer
 
 
 def _local_date(moment: dt.datetime | None, time_zone: str) -> str:
@@ -203,9 +204,11 @@ def subscription_renew(*, subscription_id: int) -> str:
             return "not_due"
         if subscription.open_invoice_id is not None:
             # Invoiced already, and the processor did not answer (renewal_payment_failed left
-            # it active): the same invoice, a new attempt; none while one is still open.
-            if Payment.objects.filter(organisation_id=subscription.organisation_id,
-                                      state__in=Payment.OPEN).exists():
+            # it active, to be charged again at next_retry_at): the same invoice, a new
+            # attempt; none while one is still open.
+            if (subscription.next_retry_at is None or subscription.next_retry_at > now
+                    or Payment.objects.filter(organisation_id=subscription.organisation_id,
+                                              state__in=Payment.OPEN).exists()):
                 return "not_due"
             invoice = Invoice.objects.get(pk=subscription.open_invoice_id)
             payment, token = _open_attempt(subscription, invoice, now)
@@ -272,15 +275,28 @@ def renewal_apply_paid(*, subscription: Subscription, invoice: Invoice,
 
 def renewal_payment_failed(*, subscription: Subscription, payment: Payment) -> None:
     """A renewal charge failed: past due (grace starts) or the next retry scheduled. The caller
-    holds the subscription's lock."""
+    holds the subscription's lock.
+
+    A processor that did not answer (`processor_unavailable`) charged nothing and refused no
+    card: a renewal stays active and is charged again soon, after 15 minutes, then 30, 60, …
+    (`retries_made` counts them while active), until its first retry day, when an outage still
+    going makes it past due as a refusal would; a retry counts as that day's retry. Either way
+    the admins are emailed only when the subscription becomes past due."""
     if subscription.open_invoice_id != payment.invoice_id:
         return
     invoice = subscription.open_invoice
     now = clock.now()
     due = invoice.period_start
-    if _processor_was_silent(subscription, payment, due, now):
+    silent = payment.failure_code == "processor_unavailable"
+    first_retry = due + dt.timedelta(days=min(settings.KANRI_DUNNING_RETRY_DAYS, default=0))
+    if subscription.status == Status.ACTIVE and silent and now < first_retry:
+        subscription.next_retry_at = min(now + SILENT_RETRY * 2 ** subscription.retries_made,
+                                         first_retry)
+        subscription.retries_made += 1
+        subscription_save(subscription)
         return
-    if subscription.status == Status.ACTIVE:
+    became_past_due = subscription.status == Status.ACTIVE
+    if became_past_due:
         subscription_transition(subscription=subscription, to=Status.PAST_DUE, actor=None,
                                 reason=f"renewal {invoice.number} failed: {payment.failure_code}")
         subscription.payment_failed_at = now
@@ -291,6 +307,8 @@ def renewal_payment_failed(*, subscription: Subscription, payment: Payment) -> N
     subscription.next_retry_at = next_retry(due=due, now=now,
                                             grace_ends=subscription.grace_ends_at)
     subscription_save(subscription)
+    if silent and not became_past_due:
+        return  # nothing refused, nothing new to tell: the next retry day comes as scheduled
     organisation = subscription.organisation
     with translation.override(organisation.language):
         reason = payment.reason  # in the organisation's language, not the sweep's
@@ -302,21 +320,6 @@ def renewal_payment_failed(*, subscription: Subscription, payment: Payment) -> N
                        "grace_ends": _date(subscription.grace_ends_at, organisation),
                        "next_retry": _date(subscription.next_retry_at, organisation)})],
                new=True)
-
-
-def _processor_was_silent(subscription: Subscription, payment: Payment, due: dt.datetime,
-                          now: dt.datetime) -> bool:
-    """The processor did not answer: nothing was charged and the card was not refused, so this
-    is not a failed payment for the customer. No dunning step and no email; the sweeps charge
-    again on their next run (a renewal still active, a retry still due). A renewal waits so
-    only until the first retry day: an outage longer than that starts dunning, from the due
-    date, as a refused card would."""
-    if payment.failure_code != "processor_unavailable":
-        return False
-    if subscription.status != Status.ACTIVE:
-        return True
-    first_retry = min(settings.KANRI_DUNNING_RETRY_DAYS, default=0)
-    return now < due + dt.timedelta(days=first_retry)
 
 
 def renewal_retry(*, subscription_id: int, acting_user: User | None = None,
@@ -376,8 +379,10 @@ def _ids(queryset) -> list[int]:
 def sweep_renewals() -> dict:
     charging.payments_settle_open()
     counts: dict[str, int] = {}
-    # With an open invoice too: one whose charge the processor did not answer.
-    due = Subscription.objects.filter(status=Status.ACTIVE, current_period_end__lte=clock.now())
+    now = clock.now()
+    # Or invoiced already, the processor silent, and its time to charge again come.
+    due = Subscription.objects.filter(Q(open_invoice=None) | Q(next_retry_at__lte=now),
+                                      status=Status.ACTIVE, current_period_end__lte=now)
     for subscription_id in _ids(due):
         outcome = subscription_renew(subscription_id=subscription_id)
         counts[outcome] = counts.get(outcome, 0) + 1

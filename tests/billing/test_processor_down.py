@@ -78,6 +78,10 @@ def test_a_renewal_with_the_processor_down_stays_active_and_the_next_run_charges
     assert (attempt.state, attempt.failure_code, attempt.processor_id) == (
         "failed", "processor_unavailable", "")
     assert "did not answer: nothing was charged" in attempt.failure_reason
+    assert subscription.next_retry_at == due + dt.timedelta(minutes=15)
+    with processor_down(), clock.travel(due + dt.timedelta(minutes=5)):
+        assert lifecycle.sweep_renewals() == {}  # not before its time: no attempt piles up
+    assert Payment.objects.filter(invoice__kind="renewal").count() == 1
 
     with clock.travel(due + dt.timedelta(minutes=15)):  # the sweep's next run: back
         assert lifecycle.sweep_renewals() == {"succeeded": 1}
@@ -111,24 +115,27 @@ def test_a_processor_down_past_the_first_retry_day_starts_dunning_from_the_due_d
     assert sub(admin).status == Status.ACTIVE and renewal_charges(admin) == 1
 
 
-def test_a_dunning_retry_with_the_processor_down_changes_nothing_and_the_next_run_charges_once(
+def test_a_dunning_retry_with_the_processor_down_emails_nothing_and_the_next_retry_charges_once(
         admin):
     due = bought(admin, number=DECLINING_CARD)
     with clock.travel(due):
         lifecycle.sweep_renewals()  # declined: past due
     assert payment_failed_emails(admin) == 1
     card_on_file(organisation=admin.organisation, acting_user=admin, number=GOOD_CARD)
-    retry_day = sub(admin).next_retry_at
     with processor_down(), clock.travel(due + dt.timedelta(days=1)):
         lifecycle.sweep_retries()
     subscription = sub(admin)
     assert subscription.status == Status.PAST_DUE
     assert subscription.grace_ends_at == due + dt.timedelta(days=15)  # grace not restarted
-    assert (subscription.next_retry_at, subscription.retries_made) == (retry_day, 0)  # still due
-    assert payment_failed_emails(admin) == 1  # no email for the silence
+    # That day's retry is spent, as a refusal's would be (no attempt every hour of an outage)...
+    assert subscription.next_retry_at == due + dt.timedelta(days=3)
+    assert payment_failed_emails(admin) == 1  # ...but nothing was refused: no email
     assert Payment.objects.filter(invoice__kind="renewal",
                                   failure_code="processor_unavailable").count() == 1
 
-    with clock.travel(due + dt.timedelta(days=1, hours=1)):  # the sweep's next run
+    with clock.travel(due + dt.timedelta(days=1, hours=1)):  # an hour later: not due again
+        lifecycle.sweep_retries()
+    assert sub(admin).status == Status.PAST_DUE
+    with clock.travel(due + dt.timedelta(days=3)):
         lifecycle.sweep_retries()
     assert sub(admin).status == Status.ACTIVE and renewal_charges(admin) == 1
