@@ -64,7 +64,8 @@ def payment_failed_emails(admin) -> int:
                                        kind=Notification.Kind.PAYMENT_FAILED).count()
 
 
-def test_a_renewal_with_the_processor_down_stays_active_and_the_next_run_charges_once(admin):
+def test_a_renewal_with_the_processor_down_stays_active_and_the_next_run_charges_once(
+        admin, admin_client):
     due = bought(admin)
     with processor_down():
         with clock.travel(due):
@@ -81,7 +82,11 @@ def test_a_renewal_with_the_processor_down_stays_active_and_the_next_run_charges
     assert subscription.next_retry_at == due + dt.timedelta(minutes=15)
     with processor_down(), clock.travel(due + dt.timedelta(minutes=5)):
         assert lifecycle.sweep_renewals() == {}  # not before its time: no attempt piles up
+        page = admin_client.get(reverse("billing:details"), HTTP_ACCEPT_LANGUAGE="en")
     assert Payment.objects.filter(invoice__kind="renewal").count() == 1
+    retry_at = subscription.next_retry_at.astimezone(ZoneInfo(admin.organisation.time_zone))
+    assert ("could not reach the payment service, so nothing was charged. It is tried again "
+            f"automatically at {retry_at:%Y-%m-%d %H:%M}") in page.content.decode()
 
     with clock.travel(due + dt.timedelta(minutes=15)):  # the sweep's next run: back
         assert lifecycle.sweep_renewals() == {"succeeded": 1}
@@ -91,6 +96,9 @@ def test_a_renewal_with_the_processor_down_stays_active_and_the_next_run_charges
     assert subscription.paid_invoice.kind == "renewal" and subscription.current_period_start == due
     assert Invoice.objects.filter(organisation=admin.organisation, kind="renewal").count() == 1
     assert renewal_charges(admin) == 1 and payment_failed_emails(admin) == 0
+    with clock.travel(due + dt.timedelta(minutes=20)):
+        page = admin_client.get(reverse("billing:details"), HTTP_ACCEPT_LANGUAGE="en")
+    assert 'data-testid="renewal-retrying"' not in page.content.decode()
 
 
 def test_a_processor_down_past_the_first_retry_day_starts_dunning_from_the_due_date(admin):
