@@ -30,7 +30,7 @@ def org_user_counts(*, organisation: Organisation) -> dict[str, dict[str, int]]:
     return counts
 
 
-# Compiled once per process: the counts run on most portal pages.
+# Compiled once per process: the users page's rows, and the counts most portal pages read.
 _USER_ROWS = Prepared(lambda organisation_id: User.objects.filter(
     organisation_id=organisation_id).order_by("-is_active", "email").values(
     "pk", "email", "name", "role", "licence_type", "is_active"))
