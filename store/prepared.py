@@ -82,7 +82,7 @@ class _Compiled:
         self.slots = [i for i, param in enumerate(self.params) if param == PLACEHOLDER]
         if not self.slots:
             raise ValueError(f"the placeholder is not among the compiled parameters: {self.sql}")
-        self.compiler = compiler
+        self.compiler = compiler  # kept to build rows (its select list, converters), never run
         self.sliced = queryset.query.is_sliced
         if queryset._iterable_class is ValuesIterable:
             query = queryset.query
