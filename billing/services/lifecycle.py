@@ -14,9 +14,10 @@ Rules (SPEC "Subscription states"; periods from `billing.periods`):
 - A failed renewal makes the subscription past due: grace ends `KANRI_GRACE_DAYS` after the due
   date; retries on the `KANRI_DUNNING_RETRY_DAYS` days after it. Paid at any point → active, and
   the period runs from the due date (no time is lost or gained).
-- A processor that did not answer is not a refusal (nothing was charged, no card refused): a
-  renewal stays active and is charged again after 15, 30, 60, … minutes until its first retry
-  day, then goes past due; the admins are emailed only when it becomes past due.
+- A processor that did not answer, or an attempt never sent (its process died), is not a
+  refusal (nothing was charged, no card refused): a renewal stays active and is charged again
+  after 15, 30, 60, … minutes until its first retry day, then goes past due; the admins are
+  emailed only when it becomes past due.
 - Grace over → locked. `KANRI_LOCK_MONTHS` calendar months after locking → Free, the open
   invoice void (kept).
 - A trial's admins are reminded `KANRI_TRIAL_REMINDER_DAYS` before it ends; at its end the
@@ -80,6 +81,9 @@ from store.money import (
 logger = logging.getLogger(__name__)
 BATCH = settings.KANRI_SWEEP_BATCH  # rows per transaction (a setting for ops and tests)
 SILENT_RETRY = dt.timedelta(minutes=15)  # the first wait after a processor that did not answer
+# Failures that say nothing about the card: the processor did not answer, or the attempt was
+# committed and never sent (its process died first; settled later as never confirmed).
+NOTHING_REFUSED = {"processor_unavailable", "not_sent"}
 
 
 def _local_date(moment: dt.datetime | None, time_zone: str) -> str:
@@ -277,17 +281,17 @@ def renewal_payment_failed(*, subscription: Subscription, payment: Payment) -> N
     """A renewal charge failed: past due (grace starts) or the next retry scheduled. The caller
     holds the subscription's lock.
 
-    A processor that did not answer (`processor_unavailable`) charged nothing and refused no
-    card: a renewal stays active and is charged again soon, after 15 minutes, then 30, 60, …
-    (`retries_made` counts them while active), until its first retry day, when an outage still
-    going makes it past due as a refusal would; a retry counts as that day's retry. Either way
-    the admins are emailed only when the subscription becomes past due."""
+    An attempt the processor never answered or never received (NOTHING_REFUSED) charged
+    nothing and refused no card: a renewal stays active and is charged again after 15 minutes,
+    then 30, 60, … (`retries_made` counts them while active), until its first retry day, when an
+    outage still going makes it past due as a refusal would; a retry counts as that day's retry.
+    Either way the admins are emailed only when the subscription becomes past due."""
     if subscription.open_invoice_id != payment.invoice_id:
         return
     invoice = subscription.open_invoice
     now = clock.now()
     due = invoice.period_start
-    silent = payment.failure_code == "processor_unavailable"
+    silent = payment.failure_code in NOTHING_REFUSED
     first_retry = due + dt.timedelta(days=min(settings.KANRI_DUNNING_RETRY_DAYS, default=0))
     if subscription.status == Status.ACTIVE and silent and now < first_retry:
         subscription.next_retry_at = min(now + SILENT_RETRY * 2 ** subscription.retries_made,

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from billing.models import Invoice, Notification, Payment, Status, Subscription
 from billing.pricing import Change
-from billing.services import lifecycle
+from billing.services import charging, lifecycle
 from billing.services.payments import quote_pay
 from billing.services.quotes import quote_create
 from store import clock
@@ -147,3 +147,37 @@ def test_a_dunning_retry_with_the_processor_down_emails_nothing_and_the_next_ret
     with clock.travel(due + dt.timedelta(days=3)):
         lifecycle.sweep_retries()
     assert sub(admin).status == Status.ACTIVE and renewal_charges(admin) == 1
+
+
+class WorkerDied(Exception):
+    """Stands in for a process that dies between committing an attempt and calling the
+    processor (the real SIGKILL is tests/billing/test_worker_killed.py's; here the moment
+    matters, so the call itself raises)."""
+
+
+def test_a_renewal_whose_process_died_before_the_call_stays_active_and_charges_once(
+        admin, monkeypatch):
+    due = bought(admin)
+
+    def died(**kwargs):
+        raise WorkerDied
+
+    with monkeypatch.context() as patch, clock.travel(due):
+        patch.setattr(charging, "attempt_run", died)
+        with pytest.raises(WorkerDied):
+            lifecycle.sweep_renewals()
+    [attempt] = Payment.objects.filter(invoice__kind="renewal")
+    assert attempt.is_open and attempt.processor_id == ""  # committed, never sent
+
+    after_lease = due + charging.lease_length() + dt.timedelta(minutes=1)
+    with clock.travel(after_lease):
+        charging.payments_settle_open()  # the five-minute sweep
+    attempt.refresh_from_db()
+    assert (attempt.state, attempt.failure_code) == ("failed", "not_sent")
+    subscription = sub(admin)
+    assert subscription.status == Status.ACTIVE and payment_failed_emails(admin) == 0
+    assert subscription.next_retry_at == after_lease + dt.timedelta(minutes=15)
+
+    with clock.travel(subscription.next_retry_at):
+        assert lifecycle.sweep_renewals() == {"succeeded": 1}
+    assert sub(admin).open_invoice is None and renewal_charges(admin) == 1
