@@ -49,7 +49,7 @@ ACTIVITY_KINDS = ("subscription", "user", "card", "payment", "invoice", "api_key
 def activity(*, organisation: Organisation, kind: str = "", start=None, end=None):
     """The organisation's audit events, newest first; `kind` is the action's prefix
     (subscription, user, card, ...), `start`/`end` days on the organisation's clock."""
-    events = AuditEvent.objects.filter(organisation=organisation).order_by("-created_at", "-id")
+    events = _events(organisation.pk)
     if kind:
         events = events.filter(action__startswith=f"{kind}.")
     zone = ZoneInfo(organisation.time_zone)
@@ -78,8 +78,11 @@ def activity_page(*, organisation: Organisation, number, size: int, kind: str = 
     return page
 
 
-_ACTIVITY = Prepared(lambda organisation_id: AuditEvent.objects.filter(
-    organisation_id=organisation_id).order_by("-created_at", "-id"))
+def _events(organisation_id: int):
+    return AuditEvent.objects.filter(organisation_id=organisation_id).order_by("-created_at", "-id")
+
+
+_ACTIVITY = Prepared(_events)
 _ACTIVITY_COUNT = Prepared(lambda organisation_id: AuditEvent.objects.filter(
     organisation_id=organisation_id).order_by().values("organisation_id").annotate(
     events=Count("pk")))

@@ -426,8 +426,8 @@ def payment_history_page(*, number, size: int, organisation: Organisation,
     return page
 
 
-_HISTORY_ROWS = Prepared(lambda organisation_id: Payment.objects.filter(
-    organisation_id=organisation_id).order_by("-created_at", "-id").values(*HISTORY_VALUES))
+_HISTORY_ROWS = Prepared(lambda organisation_id: _history_rows().filter(
+    organisation_id=organisation_id))
 _HISTORY_COUNT = Prepared(lambda organisation_id: Payment.objects.filter(
     organisation_id=organisation_id).order_by().values("organisation_id").annotate(
     rows=Count("pk")))
