@@ -333,6 +333,9 @@ def _renew_refused(request, *, error: str, code: str, pending: bool, status: int
 @require_post
 def renew(request):
     """サブスクリプションの更新 / Renew subscription: pay the open renewal invoice now."""
+    # Still active: the processor did not answer the renewal's charge, nothing was overdue.
+    was_active = selectors.subscription_get(
+        organisation=request.user.organisation).status == "active"
     try:
         result = lifecycle.renewal_pay_now(organisation=request.user.organisation,
                                            acting_user=request.user)
@@ -342,7 +345,8 @@ def renew(request):
     if result.invoice is None:
         return _renew_refused(request, error=result.failure, code=result.code,
                               pending=result.pending, status=PAY_STATUS.get(result.code, 402))
-    messages.success(request, _("Paid: your subscription is active again."))
+    messages.success(request, _("Paid: your subscription is renewed.") if was_active
+                     else _("Paid: your subscription is active again."))
     return redirect("billing:invoice", number=result.invoice.number)
 
 

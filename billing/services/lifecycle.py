@@ -100,6 +100,11 @@ def _amount_due(invoice: Invoice):
     return invoice.total - invoice.credit_applied
 
 
+# An open renewal invoice is owed in these states: past due or locked after a refusal, or still
+# active while the processor has not answered (charged again at next_retry_at).
+OWING = frozenset({Status.ACTIVE, Status.PAST_DUE, Status.LOCKED})
+
+
 def next_retry(*, due: dt.datetime, now: dt.datetime, grace_ends: dt.datetime):
     """The first scheduled retry day after now, inside the grace period (None when none is)."""
     for day in sorted(settings.KANRI_DUNNING_RETRY_DAYS):
@@ -328,12 +333,13 @@ def renewal_payment_failed(*, subscription: Subscription, payment: Payment) -> N
 
 def renewal_retry(*, subscription_id: int, acting_user: User | None = None,
                   scheduled: bool = True) -> Payment | None:
-    """Charge the open renewal invoice again (a scheduled retry, or the admin's Pay now)."""
+    """Charge the open renewal invoice again (a scheduled retry, or the admin's or support's
+    Pay now). Unscheduled, it also charges a renewal still active because the processor did not
+    answer (the renewals sweep would charge it again at next_retry_at)."""
     with transaction.atomic():
         subscription = _lock(subscription_id)
         now = clock.now()
-        if subscription.open_invoice_id is None or subscription.status not in {
-                Status.PAST_DUE, Status.LOCKED}:
+        if subscription.open_invoice_id is None or subscription.status not in OWING:
             return None
         if scheduled and (subscription.status != Status.PAST_DUE
                           or subscription.next_retry_at is None

@@ -138,9 +138,10 @@ def support_unlock(*, subscription_id: int, grace_ends_at: dt.datetime, staff: U
 
 
 def open_invoice_due(subscription: Subscription) -> Money | None:
-    """What the unpaid renewal of a past-due or locked subscription still asks for."""
+    """What the unpaid renewal still asks for: past due or locked, or active while the
+    processor has not answered its charge."""
     invoice = subscription.open_invoice
-    if invoice is None or subscription.status not in {Status.PAST_DUE, Status.LOCKED}:
+    if invoice is None or subscription.status not in lifecycle.OWING:
         return None
     return invoice.total - invoice.credit_applied
 

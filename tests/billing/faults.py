@@ -94,3 +94,10 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]  # closed again when the block ends
+
+
+def processor_down():
+    """Point Kanri's processor client at a closed port for the block: the processor stopped."""
+    from django.test import override_settings
+
+    return override_settings(STRIPE_API_BASE=f"http://127.0.0.1:{closed_port()}")

@@ -5,7 +5,6 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.test import override_settings
 from django.urls import reverse
 
 from billing.models import Invoice, Notification, Payment, Status, Subscription
@@ -15,15 +14,11 @@ from billing.services.payments import quote_pay
 from billing.services.quotes import quote_create
 from store import clock
 from store.models import Plan
-from tests.billing.faults import closed_port
+from tests.billing.faults import processor_down
 from tests.billing.helpers import DECLINING_CARD, GOOD_CARD, card_on_file, processor_charges
 
 pytestmark = pytest.mark.usefixtures("payment_sandbox")
 BOUGHT = dt.datetime(2027, 1, 10, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
-
-
-def processor_down():
-    return override_settings(STRIPE_API_BASE=f"http://127.0.0.1:{closed_port()}")
 
 
 def sub(admin) -> Subscription:
@@ -99,6 +94,41 @@ def test_a_renewal_with_the_processor_down_stays_active_and_the_next_run_charges
     with clock.travel(due + dt.timedelta(minutes=20)):
         page = admin_client.get(reverse("billing:details"), HTTP_ACCEPT_LANGUAGE="en")
     assert 'data-testid="renewal-retrying"' not in page.content.decode()
+
+
+def silent_renewal(admin) -> tuple[dt.datetime, Subscription]:
+    """Bought, then the renewal's charge met a stopped processor: active, invoice open."""
+    due = bought(admin)
+    with processor_down(), clock.travel(due):
+        lifecycle.sweep_renewals()
+    subscription = sub(admin)
+    assert subscription.status == Status.ACTIVE and subscription.open_invoice is not None
+    return due, subscription
+
+
+def test_the_admin_pays_a_renewal_the_processor_did_not_answer_without_waiting(
+        admin, admin_client):
+    due, subscription = silent_renewal(admin)
+    with clock.travel(due + dt.timedelta(minutes=5)):
+        page = admin_client.get(reverse("billing:details"), HTTP_ACCEPT_LANGUAGE="en")
+        assert 'data-testid="renew"' in page.content.decode()  # inside the retrying notice
+        with processor_down():  # still down: told so, still active, nothing refused
+            refused = admin_client.post(reverse("billing:renew"), HTTP_ACCEPT_LANGUAGE="en")
+    assert refused.status_code == 503
+    assert "nothing was charged" in refused.content.decode()
+    assert sub(admin).status == Status.ACTIVE and payment_failed_emails(admin) == 0
+
+    with clock.travel(due + dt.timedelta(minutes=6)):  # back: paid now, not at next_retry_at
+        paid = admin_client.post(reverse("billing:renew"), HTTP_ACCEPT_LANGUAGE="en",
+                                 follow=True)
+    assert "Paid: your subscription is renewed." in paid.content.decode()
+    subscription = sub(admin)
+    assert subscription.status == Status.ACTIVE and subscription.open_invoice is None
+    assert subscription.current_period_start == due and subscription.next_retry_at is None
+    with clock.travel(due + dt.timedelta(hours=2)):
+        assert lifecycle.sweep_renewals() == {}  # the sweep has nothing left to charge
+    assert renewal_charges(admin) == 1 and payment_failed_emails(admin) == 0
+    assert Payment.objects.filter(invoice__kind="renewal").count() == 3  # 2 unanswered, 1 paid
 
 
 def test_a_processor_down_past_the_first_retry_day_starts_dunning_from_the_due_date(admin):

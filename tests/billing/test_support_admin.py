@@ -32,6 +32,7 @@ from store import clock
 from store.models import Plan
 from tests.accounts.factories import AdminFactory
 from tests.billing.factories import subscription_in
+from tests.billing.faults import processor_down
 from tests.billing.helpers import (
     DECLINING_CARD,
     GOOD_CARD,
@@ -216,6 +217,57 @@ def test_retry_a_failed_renewal_charge_now(staff_client, staff):
     event = audited("support.charge_retried")
     assert_audited_by(event, staff, "Customer replaced the card")
     assert event.after["state"] == "succeeded"
+
+
+def _renewal_unanswered(admin) -> dt.datetime:
+    """Standard bought, then the renewal's charge met a stopped processor: still active, the
+    renewal invoice open, charged again by the sweep at next_retry_at."""
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    with clock.travel(dt.datetime(2027, 1, 10, 9, 0, tzinfo=TOKYO)):
+        buy(admin)
+    due = sub(admin.organisation).current_period_end
+    with processor_down(), clock.travel(due):
+        lifecycle.sweep_renewals()
+    subscription = sub(admin.organisation)
+    assert subscription.status == Status.ACTIVE and subscription.open_invoice is not None
+    return due
+
+
+def test_retry_now_charges_a_renewal_the_processor_did_not_answer(staff_client, staff):
+    admin = AdminFactory()
+    due = _renewal_unanswered(admin)
+
+    with clock.travel(due + dt.timedelta(minutes=10)):
+        review = act(staff_client, "subscription", sub(admin.organisation).pk, "retry-charge",
+                     reason="Processor back after the outage")
+    assert "unpaid:" in review.content.decode()
+    subscription = sub(admin.organisation)
+    assert subscription.open_invoice is None and subscription.current_period_start == due
+    assert audited("support.charge_retried").after["state"] == "succeeded"
+    with clock.travel(due + dt.timedelta(hours=1)):
+        assert lifecycle.sweep_renewals() == {}
+    renewal = Invoice.objects.get(organisation=admin.organisation, kind="renewal")
+    assert renewal.state == Invoice.State.PAID
+    assert renewal.payments.filter(state=Payment.State.SUCCEEDED).count() == 1
+
+
+def test_credit_granted_pays_a_renewal_the_processor_did_not_answer(staff_client, staff):
+    admin = AdminFactory()
+    due = _renewal_unanswered(admin)
+    renewal = Invoice.objects.get(organisation=admin.organisation, kind="renewal")
+
+    with clock.travel(due + dt.timedelta(minutes=10)):
+        act(staff_client, "subscription", sub(admin.organisation).pk, "grant-credit",
+            amount=str(renewal.total.amount), reason="Goodwill after the outage")
+    renewal.refresh_from_db()
+    assert renewal.state == Invoice.State.PAID
+    subscription = sub(admin.organisation)
+    assert subscription.open_invoice is None and subscription.current_period_start == due
+    assert subscription.credit_balance.amount == 0
+    with clock.travel(due + dt.timedelta(hours=1)):
+        assert lifecycle.sweep_renewals() == {}  # nothing charged to the card after all
+    assert not renewal.payments.filter(paid_with=Payment.Source.CARD,
+                                       state=Payment.State.SUCCEEDED).exists()
 
 
 def test_change_the_plan_and_charge_the_card_on_file(staff_client, staff, admin):
