@@ -30,8 +30,12 @@ is timed: `processor_seconds`. `kanri_seconds` is the sweep's wall time less tha
 email tasks; `ratio` is `kanri_seconds` over a raw SQL `UPDATE` of the same rows setting the
 columns the move sets (period dates, status and dunning dates, version, updated_at; no invoice,
 payment or history), `ratio_with_processor` the whole wall time over it. The raw UPDATE is the
-floor, not a fair rival: it issues no invoice, records no payment and asks no processor. The
-sandbox runs on the same machine, so its share is also this machine's CPU.
+floor, not a fair rival: it issues no invoice, records no payment and asks no processor. For
+`renewals_no_card` the rows are restored once more and the renewal's writes timed as one
+set-based statement (invoices, lines, attempts, status, history, notifications; checked to have
+done what the sweep did): `set_based_sql_seconds` and `set_based_ratio`, what a renewal with no
+per-row Python could approach. The sandbox runs on the same machine, so its share is also this
+machine's CPU.
 
 Prints one JSON line per sweep. DEBUG is off while timing, as in production. Name sweeps to run
 only those (`python tests/bench/sweeps.py renewals retries`). The whole run takes about 12 minutes
@@ -84,6 +88,7 @@ from billing.models import (  # noqa: E402
     CreditEntry,
     Invoice,
     InvoiceLine,
+    InvoiceSequence,
     Notification,
     Payment,
     PaymentMethod,
@@ -495,6 +500,86 @@ RAW["grace_reminders"] = SET_BASED["grace_reminders"] = f"""
           AND m.grace_ends_at <= %(now)s + %(reminder_days)s * interval '1 day'
         ON CONFLICT (key) DO NOTHING"""
 
+# A renewal's writes with no Python between them: the no-card renewal as one statement (the due
+# rows locked, a gapless block of invoice numbers taken, the invoices and their lines issued, the
+# failed attempts recorded, the subscriptions past due, the history and the emails' rows). It
+# prices the bench's one shape (the plan's price × regular licences, 10% tax rounded down): the
+# floor a renewal that issues invoices could approach, not a second implementation of pricing.
+SEQUENCE = InvoiceSequence._meta.db_table
+NO_CARD = "There is no card on file."
+SET_BASED["renewals_no_card"] = f"""WITH due AS (
+            SELECT s.id, s.organisation_id, s.plan_id, s.plan_price_id, s.regular_licences,
+                   s.current_period_end, s.cycle
+            FROM {SUB} s WHERE {RENEWAL_DUE} FOR UPDATE),
+        taken AS (
+            UPDATE {SEQUENCE} SET last = last + (SELECT count(*) FROM due) WHERE name = 'invoice'
+            RETURNING last - (SELECT count(*) FROM due) AS base),
+        priced AS (
+            SELECT d.*, 'INV-' || lpad((t.base + row_number() OVER (ORDER BY d.id))::text, 6, '0')
+                       AS number,
+                   p.amount AS unit, p.amount * d.regular_licences AS subtotal,
+                   floor(p.amount * d.regular_licences * %(tax_rate)s) AS tax,
+                   pl.name AS plan_name, pl.name_ja AS plan_name_ja, o.name AS buyer_name
+            FROM due d CROSS JOIN taken t
+                 JOIN {Price._meta.db_table} p ON p.id = d.plan_price_id
+                 JOIN {Plan._meta.db_table} pl ON pl.id = d.plan_id
+                 JOIN {ORG} o ON o.id = d.organisation_id),
+        invoices AS (
+            INSERT INTO {INVOICE} (number, state, kind, currency, subtotal_currency, subtotal,
+                tax_rate, tax_rounding, tax_breakdown, tax_currency, tax, total_currency, total,
+                credit_applied_currency, credit_applied, amount_paid_currency, amount_paid,
+                credit_to_account_currency, credit_to_account, issuer_registration, issued_at,
+                organisation_id, subscription_id, seller_name, buyer_name, plan_name,
+                plan_name_ja, cycle, period_start, period_end, paid_by)
+            SELECT number, 'open', 'renewal', 'JPY', 'JPY', subtotal, %(tax_rate)s,
+                'ROUND_DOWN', jsonb_build_array(jsonb_build_object(
+                    'rate', %(tax_rate)s::text, 'subtotal', subtotal::text, 'tax', tax::text)),
+                'JPY', tax, 'JPY', subtotal + tax, 'JPY', 0, 'JPY', 0, 'JPY', 0,
+                %(registration)s, %(now)s, organisation_id, id, %(seller)s, buyer_name,
+                plan_name, plan_name_ja, cycle, current_period_end,
+                current_period_end + interval '1 month', ''
+            FROM priced
+            RETURNING id, subscription_id, organisation_id, total, period_start, period_end),
+        lines AS (
+            INSERT INTO {LINE} (invoice_id, kind, price_id, plan_id, quantity,
+                unit_amount_currency, unit_amount, fraction, amount_currency, amount,
+                period_start, period_end, tax_rate, item_name, item_name_ja)
+            SELECT i.id, 'charge', p.plan_price_id, p.plan_id, p.regular_licences, 'JPY', p.unit,
+                1, 'JPY', p.subtotal, i.period_start, i.period_end, %(tax_rate)s, p.plan_name,
+                p.plan_name_ja
+            FROM invoices i JOIN priced p ON p.id = i.subscription_id),
+        attempts AS (
+            INSERT INTO {PAYMENT} (organisation_id, invoice_id, idempotency_key, amount_currency,
+                amount, state, failure_code, failure_reason, settled_at, created_at,
+                processor_id, card_brand, card_last4, card_processor_id, refund_id, paid_with)
+            SELECT organisation_id, id, 'invoice:' || id || ':attempt:1', 'JPY', total, 'failed',
+                'no_card', %(no_card)s, %(now)s, %(now)s, '', '', '', '', '', 'card'
+            FROM invoices
+            RETURNING organisation_id, idempotency_key, amount),
+        moved AS (
+            UPDATE {SUB} s SET status = 'past_due', open_invoice_id = i.id,
+                payment_failed_at = %(now)s, grace_ends_at = i.period_start + interval '15 days',
+                next_retry_at = i.period_start + interval '1 day', retries_made = 0,
+                version = s.version + 1, updated_at = %(now)s
+            FROM invoices i WHERE s.id = i.subscription_id
+            RETURNING s.id, s.organisation_id, s.grace_ends_at, s.next_retry_at),
+        history AS (
+            INSERT INTO {CHANGE} (subscription_id, from_status, to_status, actor_id, actor_kind,
+                                  reason, created_at)
+            SELECT id, 'active', 'past_due', NULL, 'system', 'renewal failed: no_card', %(now)s
+            FROM moved)
+        INSERT INTO {NOTE} (organisation_id, kind, key, context, recipients, created_at)
+        SELECT m.organisation_id, 'payment_failed', 'payment_failed:' || a.idempotency_key,
+               jsonb_build_object(
+                   'amount', '¥' || to_char(a.amount, 'FM999,999,999,990'),
+                   'reason', %(no_card)s,
+                   'grace_ends', to_char(m.grace_ends_at AT TIME ZONE o.time_zone, 'YYYY-MM-DD'),
+                   'next_retry', to_char(m.next_retry_at AT TIME ZONE o.time_zone, 'YYYY-MM-DD')),
+               {_ADMINS}, %(now)s
+        FROM moved m JOIN attempts a ON a.organisation_id = m.organisation_id
+                     JOIN {ORG} o ON o.id = m.organisation_id
+        ON CONFLICT (key) DO NOTHING"""
+
 # sweep: (function, result key, status after or None when it moves none)
 SWEEPS = {"locks": (lifecycle.sweep_locks, "locked", Status.LOCKED),
           "trial_ends": (lifecycle.sweep_trial_ends, "trials_ended", Status.FREE),
@@ -608,7 +693,9 @@ def measure_per_row(name: str, standard: Plan, price: Price, machine: dict,
                     setup_seconds: dict) -> dict:
     sweep, group_name, outcome, after = PER_ROW[name]
     renewal_total = price.amount.amount * 3 + (price.amount.amount * 3 / 10).quantize(Decimal(1))
-    params = {"now": NOW, "renewal_total": renewal_total}
+    params = {"now": NOW, "renewal_total": renewal_total, "tax_rate": Decimal("0.10"),
+              "no_card": NO_CARD, "seller": settings.KANRI_SELLER_NAME,
+              "registration": settings.KANRI_INVOICE_ISSUER_REGISTRATION}
 
     due = stage(name, standard, price)
     log(f"{name}: sweeping {due:,} due of {ROWS:,}")
@@ -630,6 +717,21 @@ def measure_per_row(name: str, standard: Plan, price: Price, machine: dict,
     with override_settings(DEBUG=False):
         stage(name, standard, price)
         raw_seconds, raw_rows = timed_sql(RAW[name], params)
+        set_based = {}
+        if name in SET_BASED:
+            stage(name, standard, price)
+            set_seconds, set_rows = timed_sql(SET_BASED[name], params)
+            # It did what the sweep did: every due row past due on a new invoice, one line and
+            # one failed attempt each.
+            issued = Invoice.objects.filter(subscription__in=[row[0] for row in rows(
+                group(group_name))], number__startswith="INV-")
+            assert (set_rows == due == issued.count()
+                    == InvoiceLine.objects.filter(invoice__in=issued).count()
+                    == Payment.objects.filter(invoice__in=issued, failure_code="no_card").count()
+                    == Subscription.objects.filter(after, open_invoice__in=issued).count()), (
+                set_rows, due)
+            set_based = {"set_based_sql_seconds": round(set_seconds, 3),
+                         "set_based_ratio": round(set_seconds / raw_seconds, 1)}
     assert raw_rows == due, (raw_rows, due)
 
     statements = sum(meter.kinds.values())
@@ -644,7 +746,7 @@ def measure_per_row(name: str, standard: Plan, price: Price, machine: dict,
         "ratio_with_processor": round(sweep_seconds / raw_seconds, 1),
         "kanri_ms_per_row": round(kanri_seconds * 1000 / due, 2),
         "processor_ms_per_row": round(processor.seconds * 1000 / due, 2),
-        "raw_update_ms_per_row": round(raw_seconds * 1000 / due, 3),
+        "raw_update_ms_per_row": round(raw_seconds * 1000 / due, 3), **set_based,
         "seconds_with_email_delivery": round(seconds, 2),
         "ratio_with_email_delivery": round(seconds / raw_seconds, 1),
         "statements": statements, "statements_per_row": round(statements / due, 1),
