@@ -299,6 +299,10 @@ def renewal_payment_failed(*, subscription: Subscription, payment: Payment) -> N
     silent = payment.failure_code in NOTHING_REFUSED
     first_retry = due + dt.timedelta(days=min(settings.KANRI_DUNNING_RETRY_DAYS, default=0))
     if subscription.status == Status.ACTIVE and silent and now < first_retry:
+        scheduled = subscription.next_retry_at
+        if scheduled is not None and now < scheduled:
+            # A Pay now that met the same outage: the retry already scheduled stays as it is.
+            return
         subscription.next_retry_at = min(now + SILENT_RETRY * 2 ** subscription.retries_made,
                                          first_retry)
         subscription.retries_made += 1

@@ -117,6 +117,9 @@ def test_the_admin_pays_a_renewal_the_processor_did_not_answer_without_waiting(
     assert refused.status_code == 503
     assert "nothing was charged" in refused.content.decode()
     assert sub(admin).status == Status.ACTIVE and payment_failed_emails(admin) == 0
+    # The admin's attempt does not put off the sweep's retry already scheduled.
+    assert sub(admin).next_retry_at == subscription.next_retry_at == due + dt.timedelta(
+        minutes=15)
 
     with clock.travel(due + dt.timedelta(minutes=6)):  # back: paid now, not at next_retry_at
         paid = admin_client.post(reverse("billing:renew"), HTTP_ACCEPT_LANGUAGE="en",
