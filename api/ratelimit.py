@@ -31,7 +31,7 @@ def _count(name: str) -> int:
         with backend._cache.get_client(key, write=True).pipeline() as pipe:
             count, _expires = pipe.incr(key).expire(key, KEEP).execute()
         return count
-    try:  # other backends (locmem without Redis)
+    try:  # other backends (files or memory without Redis): not atomic across processes
         return cache.incr(name)
     except ValueError:  # the window's first request
         if cache.add(name, 1, KEEP):

@@ -123,9 +123,19 @@ DATABASES = {
         default=f"sqlite:///{VAR_DIR / 'kanri.sqlite3'}", conn_max_age=60
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat write to the one file at once. WAL lets readers run beside the
+    # writer; every transaction takes the write lock when it begins (IMMEDIATE), so it waits its
+    # turn there for up to the timeout instead of failing half-way when it first writes.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": float(os.environ.get("KANRI_SQLITE_TIMEOUT_SECONDS", "30")),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Cache: Redis when REDIS_URL is set, else process-local memory.
+# Cache: Redis when REDIS_URL is set, else files in var/cache/, which web, worker and beat share
+# (a sweep in the worker forgets the entitlements the web process would answer with).
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
@@ -136,7 +146,8 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": VAR_DIR / "cache"}}
 
 # Accounts
 AUTH_USER_MODEL = "accounts.User"
