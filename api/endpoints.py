@@ -1,20 +1,19 @@
 """The API for the CRM (/api/v1/): what an organisation may do, the usage it reports, and "may it
 do this?". Thin: the key (ninja auth) decides the organisation, one service or read answers.
 Every error is JSON `{"detail": ...}` a person can read, in the organisation's language once the
-key is known: 400 for a body that is not what the document describes (ninja's 422 included),
-401 for a missing, wrong or revoked key, 429 over the key's rate."""
-import json
-
+key is known: 400 for a body that is not what the document describes (ninja's 422 included) or
+gives a key twice, 401 for a missing, wrong or revoked key, 415 for a body not sent as JSON, 429
+over the key's rate. The key is checked first, then the rate, then the body."""
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
-from ninja.parser import Parser
 from ninja.renderers import JSONRenderer
 
 from api.auth import BearerKey, HeaderKey
 from api.models import ApiKey
+from api.parser import DuplicateKey, JsonParser, MalformedBody, NotJson
 from api.ratelimit import PerKeyRate
 from api.schemas import (
     MAX_COUNT,
@@ -29,18 +28,6 @@ from api.services import usage_report
 from billing.entitlements import ACTIONS, RESOURCES, Entitlements, authorize
 from billing.entitlements_cache import entitlements_cached
 from store.money import format_number
-
-
-class MalformedBody(Exception):
-    pass
-
-
-class JsonParser(Parser):
-    def parse_body(self, request):
-        try:
-            return json.loads(request.body)
-        except (ValueError, RecursionError) as error:  # bad JSON or UTF-8, absurd nesting
-            raise MalformedBody from error
 
 
 class Utf8Json(JSONRenderer):
@@ -58,6 +45,8 @@ crm_api = NinjaAPI(
     renderer=Utf8Json())
 
 ERRORS = {401: ErrorOut, 429: ErrorOut}
+# A POST's body refused: not what the document describes, or not JSON.
+BODY_ERRORS = {400: ErrorOut, 415: ErrorOut}
 
 
 def _language(request) -> str:
@@ -89,7 +78,16 @@ def _throttled(request, exc):
 @crm_api.exception_handler(HttpError)
 def _http_error(request, exc):
     with translation.override(_language(request)):
-        if isinstance(exc.__cause__, MalformedBody):
+        body = exc.__cause__  # ninja's HttpError(400) raised from the parser's error
+        if isinstance(body, NotJson):
+            return _error(request, 415, _(
+                "The request body must be JSON in UTF-8, sent with “Content-Type: "
+                "application/json”."))
+        if isinstance(body, DuplicateKey):
+            return _error(request, 400, _(
+                "“%(key)s” appears twice in one object of the request body: send each key "
+                "once.") % {"key": body.key})
+        if isinstance(body, MalformedBody):
             return _error(request, 400, _("The request body is not valid JSON."))
         return _error(request, exc.status_code, str(exc))
 
@@ -154,7 +152,7 @@ def entitlements(request):
     return _as_json(entitlements_cached(organisation=request.auth.organisation))
 
 
-@crm_api.post("/usage", response={200: UsageReportOut, 400: ErrorOut, **ERRORS},
+@crm_api.post("/usage", response={200: UsageReportOut, **BODY_ERRORS, **ERRORS},
               operation_id="usage_report",
               summary="Report the records and storage the organisation uses")
 def usage(request, payload: UsageIn):
@@ -174,7 +172,7 @@ def usage(request, payload: UsageIn):
             "applied_reported_at": outcome.applied_reported_at, "detail": detail}
 
 
-@crm_api.post("/authorize", response={200: DecisionOut, 400: ErrorOut, **ERRORS},
+@crm_api.post("/authorize", response={200: DecisionOut, **BODY_ERRORS, **ERRORS},
               operation_id="authorize",
               summary="May the organisation do this? A refusal says why, with figures")
 def authorize_action(request, payload: AuthorizeIn):

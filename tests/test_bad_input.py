@@ -462,7 +462,7 @@ TABLE = [
     Bad("api: JSON cut short", "crm", "post", "/api/v1/usage", '{"records": 5,', says=NOT_JSON),
     Bad("api: a form instead of JSON", "crm", "post", "/api/v1/usage",
         "records=5&storage_mb=1", content_type="application/x-www-form-urlencoded",
-        says=NOT_JSON),
+        status=415, says="The request body must be JSON in UTF-8"),
     Bad("api: bytes that are not UTF-8", "crm", "post", "/api/v1/authorize", b"\xff\xfe{}",
         says=NOT_JSON),
     Bad("api: nested 100,000 deep", "crm", "post", "/api/v1/authorize",

@@ -1,6 +1,6 @@
-"""What the API refuses, and that a refusal writes nothing: malformed JSON, wrong types, unknown
-actions and resources, negative or huge numbers → 400 with a sentence; a missing, malformed,
-wrong or revoked key → 401."""
+"""What the API refuses, and that a refusal writes nothing: malformed JSON, a key given twice,
+wrong types, unknown actions and resources, negative or huge numbers → 400 with a sentence; a
+body not sent as JSON → 415; a missing, malformed, wrong or revoked key → 401."""
 import datetime as dt
 import json
 
@@ -31,6 +31,15 @@ BAD = [
     ("json cut short", "usage", '{"records": 5, "storage_mb":',
      "The request body is not valid JSON."),
     ("not json at all", "authorize", "action=create", "The request body is not valid JSON."),
+    ("an action twice", "authorize",
+     '{"action": "create", "resource": "records", "action": "update"}',
+     "“action” appears twice in one object of the request body: send each key once."),
+    ("records twice", "usage",
+     f'{{"records": 1, "records": 4242, "storage_mb": 0, "reported_at": "{NOW}"}}',
+     "“records” appears twice"),
+    ("a key twice, deeper down", "usage",
+     f'{{"records": {{"n": [{{"x": 1, "x": 2}}]}}, "storage_mb": 0, "reported_at": "{NOW}"}}',
+     "“x” appears twice"),
     ("no body", "usage", "", "The request body must be a JSON object."),
     ("a list", "usage", "[1, 2]", "The request body must be a JSON object."),
     ("a number", "authorize", "12", "The request body must be a JSON object."),
@@ -171,9 +180,55 @@ def test_the_openapi_document_and_docs_page_need_no_key(client):
     assert client.get("/api/v1/docs").status_code == 200
 
 
-def test_a_body_is_read_as_json_whatever_its_content_type_claims(crm):
-    response = crm.client.post("/api/v1/authorize", json.dumps(
-        {"action": "update", "resource": "records"}), content_type="text/plain",
-        headers=crm.headers)
+def send(crm: Crm, path: str, body, content_type: str):
+    return crm.client.generic("POST", f"/api/v1/{path}", json.dumps(body),
+                              content_type=content_type, headers=crm.headers)
 
-    assert response.status_code == 200
+
+NOT_JSON_TYPES = ["text/plain", "application/xml", "", "application/x-www-form-urlencoded",
+                  "multipart/form-data; boundary=x", "application/json; charset=iso-8859-1",
+                  "application/jsonx", "text/json"]
+
+
+@pytest.mark.parametrize("content_type", NOT_JSON_TYPES)
+def test_a_body_not_sent_as_json_is_415_and_writes_nothing(admin, english_crm, content_type):
+    before = unchanged(admin.organisation)
+
+    for path, body in (("usage", usage()), ("authorize", {"action": "update",
+                                                         "resource": "records"})):
+        response = send(english_crm, path, body, content_type)
+
+        assert response.status_code == 415, (path, response.content)
+        assert response.json() == {
+            "detail": "The request body must be JSON in UTF-8, sent with “Content-Type: "
+                      "application/json”.", "errors": []}
+    assert unchanged(admin.organisation) == before == (0, 0, 0, None)
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json", "application/json; charset=utf-8", "Application/JSON; Charset=UTF-8",
+    "application/vnd.kanri+json"])
+def test_json_is_read_with_or_without_its_charset(admin, crm, content_type):
+    response = send(crm, "usage", usage(records=7), content_type)
+
+    assert response.status_code == 200, response.content
+    admin.organisation.refresh_from_db()
+    assert admin.organisation.record_count == 7
+
+
+def test_the_key_is_checked_before_the_content_type(admin):
+    before = unchanged(admin.organisation)
+
+    response = send(Crm(None), "usage", usage(), "text/plain")
+
+    assert response.status_code == 401
+    assert unchanged(admin.organisation) == before
+
+
+def test_the_415_is_in_the_organisations_language(crm):
+    response = send(crm, "authorize", {"action": "update", "resource": "records"},
+                    "text/plain")
+
+    assert response.json()["detail"] == (
+        "リクエスト本文は UTF-8 の JSON とし、「Content-Type: application/json」を付けて送って"
+        "ください。")
