@@ -2,9 +2,11 @@
 do this?". Thin: the key (ninja auth) decides the organisation, one service or read answers.
 Every error is JSON `{"detail": ...}` a person can read, in the organisation's language once the
 key is known: 400 for a body that is not what the document describes (ninja's 422 included) or
-gives a key twice, 401 for a missing, wrong or revoked key, 415 for a body not sent as JSON, 429
-over the key's rate. The key is checked first, then the rate, then the body."""
+gives a key twice, 401 for a missing, wrong or revoked key, 413 for a body past Django's upload
+limit, 415 for a body not sent as JSON, 429 over the key's rate. The key is checked first, then
+the rate, then the body."""
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.utils import translation
 from django.utils.translation import gettext as _
 from ninja import NinjaAPI
@@ -45,8 +47,8 @@ crm_api = NinjaAPI(
     renderer=Utf8Json())
 
 ERRORS = {401: ErrorOut, 429: ErrorOut}
-# A POST's body refused: not what the document describes, or not JSON.
-BODY_ERRORS = {400: ErrorOut, 415: ErrorOut}
+# A POST's body refused: not what the document describes, too large, or not JSON.
+BODY_ERRORS = {400: ErrorOut, 413: ErrorOut, 415: ErrorOut}
 
 
 def _language(request) -> str:
@@ -73,6 +75,17 @@ def _throttled(request, exc):
             "Too many requests with this API key: at most %(rate)s a minute. Try again when "
             "the minute turns (Retry-After).") % {
             "rate": format_number(settings.KANRI_API_RATE_PER_MINUTE, language)})
+
+
+@crm_api.exception_handler(RequestDataTooBig)
+def _too_large(request, exc):
+    """Django refuses to read a body past DATA_UPLOAD_MAX_MEMORY_SIZE (its own answer is an HTML
+    400, or a traceback under DEBUG)."""
+    language = _language(request)
+    with translation.override(language):
+        return _error(request, 413, _(
+            "The request body is too large: at most %(bytes)s bytes.") % {
+            "bytes": format_number(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, language)})
 
 
 @crm_api.exception_handler(HttpError)

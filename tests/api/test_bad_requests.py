@@ -232,3 +232,19 @@ def test_the_415_is_in_the_organisations_language(crm):
     assert response.json()["detail"] == (
         "リクエスト本文は UTF-8 の JSON とし、「Content-Type: application/json」を付けて送って"
         "ください。")
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["production", "debug"])
+def test_a_body_past_the_upload_limit_is_413_and_writes_nothing(admin, english_crm, settings,
+                                                                debug):
+    settings.DEBUG = debug
+    three_mb = {**usage(), "padding": "x" * 3_000_000}
+    before = unchanged(admin.organisation)
+
+    response = english_crm.post("usage", three_mb)
+
+    assert response.status_code == 413, response.content[:500]
+    assert response.json() == {
+        "detail": "The request body is too large: at most 2,621,440 bytes.", "errors": []}
+    assert unchanged(admin.organisation) == before
+    assert Crm(None).post("usage", three_mb).status_code == 401  # the key first, as ever
