@@ -126,7 +126,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat write to the one file at once. WAL lets readers run beside the
     # writer; every transaction takes the write lock when it begins (IMMEDIATE), so it waits its
-    # turn there for up to the timeout instead of failing half-way when it first writes.
+    # turn there for up to the timeout instead of failing half-way when it first writes. It also
+    # stands in for the row locks SQLite does not have (select_for_update is a no-op there):
+    # transactions that write run one at a time.
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
         "transaction_mode": "IMMEDIATE",
