@@ -7,13 +7,18 @@ limit, 415 for a body not sent as JSON, 429 over the key's rate. The key is chec
 the rate, then the body."""
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.signals import got_request_exception
+from django.http import Http404
 from django.utils import translation
+from django.utils.log import log_response
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_safe
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.renderers import JSONRenderer
 
 from api.auth import BearerKey, HeaderKey
+from api.http import error_response, not_found
 from api.models import ApiKey
 from api.parser import DuplicateKey, JsonParser, MalformedBody, NotJson
 from api.ratelimit import PerKeyRate
@@ -44,7 +49,7 @@ crm_api = NinjaAPI(
                 "(made on Manage › API keys) as `Authorization: Bearer <key>` or "
                 "`X-Api-Key: <key>`.",
     auth=[BearerKey(), HeaderKey()], throttle=[PerKeyRate()], parser=JsonParser(),
-    renderer=Utf8Json())
+    renderer=Utf8Json(), docs_decorator=require_safe)
 
 ERRORS = {401: ErrorOut, 429: ErrorOut}
 # A POST's body refused: not what the document describes, too large, or not JSON.
@@ -56,22 +61,42 @@ def _language(request) -> str:
     return key.organisation.language if isinstance(key, ApiKey) else translation.get_language()
 
 
-def _error(request, status: int, detail: str, errors: list | None = None):
-    return crm_api.create_response(request, {"detail": detail, "errors": errors or []},
-                                   status=status)
-
-
 @crm_api.exception_handler(AuthenticationError)
 def _unauthenticated(request, exc):
-    return _error(request, 401, _("Unknown or revoked API key: send a valid key as "
-                                  "“Authorization: Bearer <key>” or “X-Api-Key: <key>”."))
+    response = error_response(401, _("Unknown or revoked API key: send a valid key as "
+                                     "“Authorization: Bearer <key>” or “X-Api-Key: <key>”."))
+    # RFC 9110 asks a 401 for its scheme (RFC 6750's error code once a key was sent);
+    # X-Api-Key has no scheme to name, so only the body mentions it.
+    sent = request.headers.get("Authorization") or request.headers.get("X-Api-Key")
+    response["WWW-Authenticate"] = 'Bearer realm="kanri"' + (
+        ', error="invalid_token"' if sent else "")
+    return response
+
+
+@crm_api.exception_handler(Http404)
+def _not_found(request, exc):
+    return not_found(request)
+
+
+@crm_api.exception_handler(Exception)
+def _failed(request, exc):
+    """Kanri's own error: reported and logged with its traceback as Django would (ninja lets
+    Django answer it, an HTML page), answered in JSON."""
+    got_request_exception.send(sender=None, request=request)
+    with translation.override(_language(request)):
+        response = error_response(500, _(
+            "Kanri could not answer because of an error on its side, which is logged. Try "
+            "again later; if it goes on, give support this answer's X-Request-ID."))
+    log_response("%s: %s", response.reason_phrase, request.path, response=response,
+                 request=request, exception=exc)
+    return response
 
 
 @crm_api.exception_handler(Throttled)
 def _throttled(request, exc):
     language = _language(request)
     with translation.override(language):
-        return _error(request, 429, _(
+        return error_response(429, _(
             "Too many requests with this API key: at most %(rate)s a minute. Try again when "
             "the minute turns (Retry-After).") % {
             "rate": format_number(settings.KANRI_API_RATE_PER_MINUTE, language)})
@@ -83,7 +108,7 @@ def _too_large(request, exc):
     400, or a traceback under DEBUG)."""
     language = _language(request)
     with translation.override(language):
-        return _error(request, 413, _(
+        return error_response(413, _(
             "The request body is too large: at most %(bytes)s bytes.") % {
             "bytes": format_number(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, language)})
 
@@ -93,16 +118,16 @@ def _http_error(request, exc):
     with translation.override(_language(request)):
         body = exc.__cause__  # ninja's HttpError(400) raised from the parser's error
         if isinstance(body, NotJson):
-            return _error(request, 415, _(
+            return error_response(415, _(
                 "The request body must be JSON in UTF-8, sent with “Content-Type: "
                 "application/json”."))
         if isinstance(body, DuplicateKey):
-            return _error(request, 400, _(
+            return error_response(400, _(
                 "“%(key)s” appears twice in one object of the request body: send each key "
                 "once.") % {"key": body.key})
         if isinstance(body, MalformedBody):
-            return _error(request, 400, _("The request body is not valid JSON."))
-        return _error(request, exc.status_code, str(exc))
+            return error_response(400, _("The request body is not valid JSON."))
+        return error_response(exc.status_code, str(exc))
 
 
 def _field_message(error: dict) -> tuple[str, str]:
@@ -140,8 +165,8 @@ def _invalid(request, exc):
     """ninja answers 422 with pydantic's English; the CRM gets 400 and sentences."""
     with translation.override(_language(request)):
         errors = [_field_message(error) for error in exc.errors]
-        return _error(request, 400, " ".join(dict.fromkeys(text for field, text in errors)),
-                      [{"field": field, "message": message} for field, message in errors])
+        return error_response(400, " ".join(dict.fromkeys(text for field, text in errors)),
+                              [{"field": field, "message": message} for field, message in errors])
 
 
 def _instant(moment) -> str:

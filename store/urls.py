@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from api.endpoints import crm_api
+from api.http import api_urls
 from billing import webhooks
 from store import health, views
 
@@ -16,5 +17,5 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("billing/webhooks/stripe/", webhooks.stripe_webhook, name="stripe_webhook"),
     path("manage/api-keys/", include("api.urls")),
-    path("api/v1/", crm_api.urls),
+    path("api/v1/", api_urls(crm_api.urls)),
 ]
