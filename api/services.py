@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 
 from accounts.audit import audit_record
 from accounts.models import Organisation, User
-from api import keys
+from api import keys, selectors
 from api.errors import ApiKeyError
 from api.models import ApiKey, UsageReport
 from billing.entitlements_cache import entitlements_forget_on_commit
@@ -23,7 +23,10 @@ LAST_USED_EVERY = dt.timedelta(minutes=1)
 @transaction.atomic
 def api_key_create(*, organisation: Organisation, name: str,
                    acting_user: User) -> tuple[ApiKey, str]:
-    """A new key and its full text, which nobody can see again: only its hash is kept."""
+    """A new key and its full text, which nobody can see again: only its hash is kept. Refused
+    while the organisation may not make one (`selectors.api_key_create_refusal`)."""
+    if refusal := selectors.api_key_create_refusal(organisation=organisation):
+        raise ApiKeyError(refusal)
     name = name.strip()
     if not name:
         raise ApiKeyError(_("Give the key a name, e.g. the CRM server that will use it."))

@@ -1,6 +1,7 @@
 """Manage › API keys (`/manage/api-keys/`): an organisation's keys for the CRM, made and revoked
-by its administrators. A new key's full text is on the page that answers its creation, and
-nowhere else, ever. Thin: parse, call one service or selector, render."""
+by its administrators, even while the organisation is locked (no new key then). A new key's full
+text is on the page that answers its creation, and nowhere else, ever. Thin: parse, call one
+service or selector, render."""
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -14,7 +15,7 @@ from api.forms import ApiKeyForm
 
 
 @never_cache  # the answer to a creation holds the key: no cache may keep it
-@org_admin_required
+@org_admin_required(while_locked=True)  # to revoke a key; making one is refused while locked
 def api_keys(request):
     organisation = request.user.organisation
     form = ApiKeyForm(request.POST if request.method == "POST" else None)
@@ -34,10 +35,12 @@ def api_keys(request):
             status = 400
     return render(request, "api/keys.html", {
         "form": form, "keys": selectors.api_keys_of(organisation=organisation),
-        "created": created, "full_key": full_key}, status=status)
+        "created": created, "full_key": full_key,
+        "create_refusal": selectors.api_key_create_refusal(organisation=organisation)},
+        status=status)
 
 
-@org_admin_required
+@org_admin_required(while_locked=True)  # a locked account's keys still read it
 @require_POST
 def api_key_revoke(request, key_id: int):
     key = selectors.api_key_get(organisation=request.user.organisation, key_id=key_id)

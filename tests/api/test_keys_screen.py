@@ -1,6 +1,7 @@
 """Manage › API keys: an administrator makes a key (shown once, stored hashed), sees the list
 (never the secret again) and revokes a key; both are audited. Members get 403, another
-organisation's key 404."""
+organisation's key 404. A locked organisation's admin still sees and revokes its keys, but makes
+none."""
 import datetime as dt
 import hashlib
 import re
@@ -13,9 +14,11 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, Role
 from api.models import ApiKey
+from billing.models import Status
 from store import clock
 from tests.accounts.factories import AdminFactory, UserFactory
 from tests.api.conftest import Crm, key_for
+from tests.billing.factories import subscription_in
 
 pytestmark = pytest.mark.django_db
 KEYS = reverse("api_keys:list")
@@ -135,3 +138,35 @@ def test_the_keys_screen_needs_a_login(client):
     response = client.get(KEYS)
 
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_a_locked_organisations_admin_revokes_a_key_that_still_reads_the_account(
+        admin, admin_client):
+    crm = Crm(key_for(admin))
+    subscription_in(Status.LOCKED, admin=admin)
+    assert crm.entitlements()["status"] == "locked"  # a key reads through the lock
+    key = ApiKey.objects.get()
+
+    listed = admin_client.get(KEYS)
+    revoked = admin_client.post(reverse("api_keys:revoke", args=[key.pk]), follow=True)
+
+    assert listed.status_code == 200 and f"kanri_{key.prefix}_" in listed.content.decode()
+    assert revoked.redirect_chain == [(KEYS, 302)]
+    assert "is revoked: the CRM can no longer use it" in revoked.content.decode()
+    assert crm.get("entitlements").status_code == 401
+    assert AuditEvent.objects.filter(action="api_key.revoked", target_id=str(key.pk)).exists()
+
+
+def test_a_locked_organisation_makes_no_new_key_and_the_page_says_why(admin, admin_client):
+    subscription_in(Status.LOCKED, admin=admin)
+    refusal = ("The account is locked, so no new key can be made until the subscription is "
+               "renewed or another plan chosen; revoking a key still works.")
+
+    page = admin_client.get(KEYS).content.decode()
+    forged = admin_client.post(KEYS, {"name": "CRM production"})
+
+    assert refusal in page and 'data-testid="create-key"' not in page
+    assert reverse("billing:locked") in page
+    assert forged.status_code == 400 and refusal in forged.content.decode()
+    assert not ApiKey.objects.exists()
+    assert not AuditEvent.objects.filter(action="api_key.created").exists()
