@@ -32,7 +32,7 @@ from api.schemas import (
     UsageReportOut,
 )
 from api.services import usage_report
-from billing.entitlements import ACTIONS, RESOURCES, Entitlements, authorize
+from billing.entitlements import ACTIONS, ACTIONS_ON, RESOURCES, Entitlements, authorize
 from billing.entitlements_cache import entitlements_cached
 from store.money import format_number
 
@@ -134,6 +134,11 @@ def _field_message(error: dict) -> tuple[str, str]:
     """(field, message) of one pydantic error, in the active language."""
     field = ".".join(str(part) for part in error["loc"][2:])  # ("body", "payload", ...)
     kind = error["type"]
+    if kind == "action_not_on_resource":  # the whole body's error: the pair
+        action, resource = error["ctx"]["action"], error["ctx"]["resource"]
+        return "action", _("%(action)s does not apply to %(resource)s: the actions on "
+                           "%(resource)s are %(actions)s.") % {
+            "action": action, "resource": resource, "actions": ", ".join(ACTIONS_ON[resource])}
     if not field:
         return "", _("The request body must be a JSON object.")
     if kind == "missing":

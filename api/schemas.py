@@ -4,10 +4,10 @@ from typing import Annotated, Literal
 
 import pydantic
 from ninja import Field, Schema
-from pydantic import AwareDatetime, BeforeValidator, ConfigDict, field_validator
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from billing.entitlements import ACTIONS, RESOURCES
+from billing.entitlements import ACTIONS, ACTIONS_ON, RESOURCES
 from billing.models import Status
 from store import clock
 
@@ -59,10 +59,27 @@ class UsageIn(Strict):
         return value
 
 
+APPLIES = " ".join(f"On {resource}: {', '.join(actions)}." for resource, actions in
+                   ACTIONS_ON.items())
+
+
 class AuthorizeIn(Strict):
-    action: Action
+    # The pairs, for a client generated from the document: one branch per resource.
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"properties": {"resource": {"const": resource}, "action": {"enum": list(actions)}}}
+        for resource, actions in ACTIONS_ON.items()]})
+
+    action: Action = Field(description=f"What the CRM is about to do. {APPLIES} Any other pair "
+                                       "of action and resource is refused (400).")
     resource: Resource
     amount: Count = Field(1, description="Records to create, or the upload's size in MB.")
+
+    @model_validator(mode="after")
+    def _applies(self):
+        if self.action not in ACTIONS_ON[self.resource]:
+            raise PydanticCustomError("action_not_on_resource", "{action} on {resource}",
+                                      {"action": self.action, "resource": self.resource})
+        return self
 
 
 class Users(Schema):

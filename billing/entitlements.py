@@ -2,10 +2,11 @@
 rule that answers "may it create / update / upload?". Separate from billing's invoices (STYLE 7):
 it reads the plan's limits, the purchased quantities and the blocking state, never an invoice.
 
-Rules (SPEC, the seed's downgrade rule):
+Rules (SPEC, the seed's downgrade rule), for the actions that apply to each resource (ACTIONS_ON):
 - `create` a record is refused when the records in use reach the plan's limit (usage >= limit);
   `update` is allowed unless the organisation is locked;
-- an `upload` is refused when storage used + its size > included + purchased storage;
+- an `upload` (or `create`) to storage is refused when storage used + its size > included +
+  purchased storage;
 - a locked organisation may only read.
 Every refusal says why in the organisation's language, with the figures.
 """
@@ -19,8 +20,11 @@ from billing.models import Status, Subscription
 from store.models import AddOn
 from store.money import format_number
 
-ACTIONS = ("create", "update", "upload")
-RESOURCES = ("records", "storage")
+# The actions that apply to each resource, the one list: the API refuses any other pair (400) and
+# its document states these. On storage, `create` is an upload by another name (a new file).
+ACTIONS_ON = {"records": ("create", "update"), "storage": ("create", "update", "upload")}
+RESOURCES = tuple(ACTIONS_ON)
+ACTIONS = tuple(dict.fromkeys(action for actions in ACTIONS_ON.values() for action in actions))
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,10 @@ def entitlements_from(*, subscription: Subscription, active: dict[str, int]) -> 
 def authorize(entitlements: Entitlements, *, action: str, resource: str,
               amount: int = 1) -> Decision:
     """May the organisation do this? A refusal's reason is in its language, with figures.
-    `amount` is how many records to create, or the upload's size in MB."""
+    `amount` is how many records to create, or the upload's size in MB. The action must apply to
+    the resource (ACTIONS_ON): callers check what they were sent first."""
+    if action not in ACTIONS_ON.get(resource, ()):
+        raise ValueError(f"{action!r} does not apply to {resource!r}")
     with translation.override(entitlements.language):
         return _decide(entitlements, action, resource, amount)
 
@@ -121,7 +128,7 @@ def _decide(e: Entitlements, action: str, resource: str, amount: int) -> Decisio
                                  "the plan."))
     if action == "update":
         return Decision(True)
-    if action == "create" and resource == "records":
+    if resource == "records":  # create
         limit = e.limits.records
         if limit is not None and e.usage.records + max(amount, 1) > limit:
             excess = e.usage.records + max(amount, 1) - limit
@@ -132,14 +139,11 @@ def _decide(e: Entitlements, action: str, resource: str, amount: int) -> Decisio
                                       "limit": format_number(limit, e.language),
                                       "delete": format_number(excess, e.language)})
         return Decision(True)
-    if action in ("upload", "create") and resource == "storage":
-        if e.usage.storage_mb + amount > e.limits.storage_mb:
-            return Decision(False, _(
-                "%(used)s MB of %(limit)s MB used: this upload of %(size)s MB does not fit. "
-                "Free space or add storage.") % {
-                "used": format_number(e.usage.storage_mb, e.language),
-                "limit": format_number(e.limits.storage_mb, e.language),
-                "size": format_number(amount, e.language)})
-        return Decision(True)
-    return Decision(False, _("Unknown action %(action)s on %(resource)s.")
-                    % {"action": action, "resource": resource})
+    if e.usage.storage_mb + amount > e.limits.storage_mb:  # storage: upload or create
+        return Decision(False, _(
+            "%(used)s MB of %(limit)s MB used: this upload of %(size)s MB does not fit. "
+            "Free space or add storage.") % {
+            "used": format_number(e.usage.storage_mb, e.language),
+            "limit": format_number(e.limits.storage_mb, e.language),
+            "size": format_number(amount, e.language)})
+    return Decision(True)

@@ -1,6 +1,7 @@
 """What the API refuses, and that a refusal writes nothing: malformed JSON, a key given twice,
-wrong types, unknown actions and resources, negative or huge numbers → 400 with a sentence; a
-body not sent as JSON → 415; a missing, malformed, wrong or revoked key → 401."""
+wrong types, unknown actions and resources, an action on a resource it does not apply to,
+negative or huge numbers → 400 with a sentence; a body past the upload limit → 413; a body not
+sent as JSON → 415; a missing, malformed, wrong or revoked key → 401."""
 import datetime as dt
 import json
 
@@ -9,6 +10,7 @@ import pytest
 from accounts.models import Organisation
 from api.models import ApiKey, UsageReport
 from api.services import api_key_revoke
+from billing.entitlements import ACTIONS, ACTIONS_ON, RESOURCES
 from store import clock
 from tests.api.conftest import Crm, key_for
 
@@ -71,6 +73,8 @@ BAD = [
      "action must be one of: create, update, upload."),
     ("an unknown resource", "authorize", {"action": "create", "resource": "users"},
      "resource must be one of: records, storage."),
+    ("an upload of records", "authorize", {"action": "upload", "resource": "records"},
+     "upload does not apply to records: the actions on records are create, update."),
     ("no action", "authorize", {"resource": "records"}, "action is required."),
     ("a negative amount", "authorize", {"action": "create", "resource": "records", "amount": -5},
      "amount must be a whole number from 0 to 1,000,000,000,000."),
@@ -113,6 +117,19 @@ def test_each_bad_field_is_named_once(english_crm):
     assert response.status_code == 400
     assert [error["field"] for error in response.json()["errors"]] == [
         "records", "storage_mb", "reported_at"]
+
+
+def test_an_action_is_answered_only_on_a_resource_it_applies_to(english_crm):
+    answers = {(action, resource): english_crm.post(
+        "authorize", {"action": action, "resource": resource, "amount": 0})
+        for action in ACTIONS for resource in RESOURCES}
+
+    assert {pair for pair, response in answers.items() if response.status_code == 200} == {
+        (action, resource) for resource, actions in ACTIONS_ON.items() for action in actions}
+    refused = answers["upload", "records"]
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == [{"field": "action", "message": (
+        "upload does not apply to records: the actions on records are create, update.")}]
 
 
 def test_a_japanese_organisation_is_told_in_japanese(crm):
