@@ -23,13 +23,16 @@ from api.models import ApiKey
 from api.parser import DuplicateKey, JsonParser, MalformedBody, NotJson
 from api.ratelimit import PerKeyRate
 from api.schemas import (
+    BODY_ERRORS,
+    DESCRIPTION,
+    ERRORS,
     MAX_COUNT,
     AuthorizeIn,
     DecisionOut,
     EntitlementsOut,
-    ErrorOut,
     UsageIn,
     UsageReportOut,
+    documented,
 )
 from api.services import usage_report
 from billing.entitlements import ACTIONS, ACTIONS_ON, RESOURCES, Entitlements, authorize
@@ -44,16 +47,9 @@ class Utf8Json(JSONRenderer):
 
 
 crm_api = NinjaAPI(
-    title="Kanri API for the CRM", version="1", urls_namespace="api_v1",
-    description="What an organisation may do in the CRM. Send the organisation's API key "
-                "(made on Manage › API keys) as `Authorization: Bearer <key>` or "
-                "`X-Api-Key: <key>`.",
+    title="Kanri API for the CRM", version="1", urls_namespace="api_v1", description=DESCRIPTION,
     auth=[BearerKey(), HeaderKey()], throttle=[PerKeyRate()], parser=JsonParser(),
     renderer=Utf8Json(), docs_decorator=require_safe)
-
-ERRORS = {401: ErrorOut, 429: ErrorOut}
-# A POST's body refused: not what the document describes, too large, or not JSON.
-BODY_ERRORS = {400: ErrorOut, 413: ErrorOut, 415: ErrorOut}
 
 
 def _language(request) -> str:
@@ -188,14 +184,19 @@ def _as_json(e: Entitlements) -> dict:
             "over_record_limit": e.over_record_limit, "over_storage": e.over_storage}
 
 
-@crm_api.get("/entitlements", response={200: EntitlementsOut, **ERRORS},
-             operation_id="entitlements",
+ENTITLEMENTS_ANSWERS = {200: EntitlementsOut, **ERRORS}
+USAGE_ANSWERS = {200: UsageReportOut, **BODY_ERRORS, **ERRORS}
+AUTHORIZE_ANSWERS = {200: DecisionOut, **BODY_ERRORS, **ERRORS}
+
+
+@crm_api.get("/entitlements", response=ENTITLEMENTS_ANSWERS,
+             openapi_extra=documented(ENTITLEMENTS_ANSWERS), operation_id="entitlements",
              summary="The organisation's plan, status, limits and usage")
 def entitlements(request):
     return _as_json(entitlements_cached(organisation=request.auth.organisation))
 
 
-@crm_api.post("/usage", response={200: UsageReportOut, **BODY_ERRORS, **ERRORS},
+@crm_api.post("/usage", response=USAGE_ANSWERS, openapi_extra=documented(USAGE_ANSWERS),
               operation_id="usage_report",
               summary="Report the records and storage the organisation uses")
 def usage(request, payload: UsageIn):
@@ -215,8 +216,8 @@ def usage(request, payload: UsageIn):
             "applied_reported_at": outcome.applied_reported_at, "detail": detail}
 
 
-@crm_api.post("/authorize", response={200: DecisionOut, **BODY_ERRORS, **ERRORS},
-              operation_id="authorize",
+@crm_api.post("/authorize", response=AUTHORIZE_ANSWERS,
+              openapi_extra=documented(AUTHORIZE_ANSWERS), operation_id="authorize",
               summary="May the organisation do this? A refusal says why, with figures")
 def authorize_action(request, payload: AuthorizeIn):
     decision = authorize(entitlements_cached(organisation=request.auth.organisation),

@@ -1,8 +1,11 @@
-"""The API's request and answer shapes; the OpenAPI document is generated from them."""
+"""The API's request and answer shapes, and what else its OpenAPI document says: the document is
+generated from them, and states every rule the server checks that JSON Schema can express (the
+rest in words)."""
 import datetime as dt
 from typing import Annotated, Literal
 
 import pydantic
+from django.conf import settings
 from ninja import Field, Schema
 from pydantic import AwareDatetime, BeforeValidator, ConfigDict, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -41,8 +44,13 @@ class UsageIn(Strict):
     records: Count = Field(description="Records the organisation holds in the CRM now.")
     storage_mb: Count = Field(description="Storage it uses, in MB.")
     reported_at: AwareDatetime = Field(
-        description="When the counts were taken, ISO 8601 with a time zone. A report not newer "
-                    "than the last applied one is kept but ignored.")
+        description="When the counts were taken: a date-time with its offset (`Z` or ±hh:mm), "
+                    "e.g. 2026-12-01T09:00:00+09:00, from "
+                    f"{EARLIEST_REPORT.isoformat().replace('+00:00', 'Z')} to the server's now "
+                    f"plus {CLOCK_SKEW.seconds // 60} minutes (a range JSON Schema cannot "
+                    "state; a time outside it is refused, 400). A report not newer than the "
+                    "last applied one is kept but ignored.",
+        examples=["2026-12-01T09:00:00+09:00"])
 
     @field_validator("reported_at", mode="before")
     @classmethod
@@ -131,3 +139,46 @@ class FieldError(Schema):
 class ErrorOut(Schema):
     detail: str
     errors: list[FieldError] = []
+
+
+DESCRIPTION = (
+    "What an organisation may do in the CRM. Send the organisation's API key (made on Manage › "
+    "API keys) as `Authorization: Bearer <key>` or `X-Api-Key: <key>`. A body is JSON, sent "
+    "with `Content-Type: application/json` (UTF-8), each key once in each object, at most "
+    f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.\n\n"
+    "Every error is JSON `{\"detail\", \"errors\"}`, `detail` a sentence in the "
+    "organisation's language: 400 a body this document does not describe, 401 no live key "
+    "(with `WWW-Authenticate`), 404 a path not listed here, 405 a method a path does not take "
+    "(with `Allow`), 413 a body too large, 415 a body not sent as JSON, 429 over the key's "
+    "requests per minute (with `Retry-After`), 500 an error of Kanri's own. The key is checked "
+    "first, then the rate, then the body: a refusal writes nothing. No cache may keep an answer "
+    "(`Cache-Control: no-store`).")
+
+ERRORS = {401: ErrorOut, 429: ErrorOut}
+# A POST's body refused: not what the document describes, too large, or not JSON.
+BODY_ERRORS = {400: ErrorOut, 413: ErrorOut, 415: ErrorOut}
+
+
+def _header(description: str, **schema) -> dict:
+    return {"description": description, "required": True, "schema": {"type": "string", **schema}}
+
+
+# What each answer means and the headers it carries, which ninja's `response=` cannot say.
+NO_STORE = {"Cache-Control": _header("No cache may keep an answer.", const="no-store")}
+ANSWERS = {
+    200: ("OK", {}),
+    400: ("The body is not what this document describes, or gives a key twice.", {}),
+    401: ("No key, or not a live one.", {"WWW-Authenticate": _header(
+        'Bearer realm="kanri" (the key may also be sent as X-Api-Key).')}),
+    413: ("The body is larger than the upload limit.", {}),
+    415: ("The body is not sent as JSON (`Content-Type: application/json`, UTF-8).", {}),
+    429: ("Over the key's requests per minute.", {"Retry-After": _header(
+        "Seconds until the minute turns.", pattern="^[0-9]+$")}),
+}
+
+
+def documented(answers: dict) -> dict:
+    """An operation's `openapi_extra`: each of its answers' meaning and headers."""
+    return {"responses": {status: {"description": ANSWERS[status][0],
+                                   "headers": {**NO_STORE, **ANSWERS[status][1]}}
+                          for status in answers}}
