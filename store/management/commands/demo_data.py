@@ -7,7 +7,8 @@ join: the licence panel then reads "5 licences: 3 active users, 1 deactivated, 1
 import os
 import time
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 from accounts import services
 from accounts.models import LicenceType, Organisation, Role, User
@@ -39,8 +40,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--card", action="store_true",
-                            help="also put a test card on file at the payment sandbox, waiting "
-                                 "up to 30 s for it to answer")
+                            help="also put a test card on file at the payment sandbox and buy "
+                                 "the demo plan with it")
+        parser.add_argument("--wait", type=float, default=30,
+                            help="seconds to wait for the sandbox to answer (default 30)")
 
     def handle(self, *args, **options):  # each service is its own transaction
         admin = User.objects.filter(email=DEMO_ADMIN).first()
@@ -51,7 +54,7 @@ class Command(BaseCommand):
             admin.save(update_fields=["name"])
         organisation: Organisation = admin.organisation
         if options["card"]:
-            self._card(admin)
+            self._card(admin, wait=options["wait"])
             self._buy(admin)
         waiting = []
         for email, name, role, licence_type, active in PEOPLE:
@@ -87,11 +90,11 @@ class Command(BaseCommand):
             raise BillingError(result.failure or "the demo plan could not be bought")
         self.stdout.write(f"Demo plan bought: Standard, invoice {result.invoice.number}.")
 
-    def _card(self, admin: User) -> None:
+    def _card(self, admin: User, *, wait: float) -> None:
         """The sandbox starts empty every run: give the demo organisation a customer and a card
         there again unless the ones on file still exist."""
         subscription = admin.organisation.subscription
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + wait
         while True:
             try:
                 if subscription.processor_customer_id and gateway.customer_exists(
@@ -104,7 +107,9 @@ class Command(BaseCommand):
                          make_default=True)
                 self.stdout.write("Demo card on file: Visa •••• 4242.")
                 return
-            except (gateway.GatewayUnavailable, BillingError):
+            except (gateway.GatewayUnavailable, BillingError) as error:
                 if time.monotonic() > deadline:
-                    raise
+                    raise CommandError(
+                        f"the payment sandbox at {settings.STRIPE_API_BASE} did not take the "
+                        f"demo card within {wait:g} s: {error}") from error
                 time.sleep(1)
