@@ -3,8 +3,9 @@ do this?". Thin: the key (ninja auth) decides the organisation, one service or r
 Every error is JSON `{"detail": ...}` a person can read, in the organisation's language once the
 key is known: 400 for a body that is not what the document describes (ninja's 422 included) or
 gives a key twice, 401 for a missing, wrong or revoked key, 413 for a body past Django's upload
-limit, 415 for a body not sent as JSON, 429 over the key's rate. The key is checked first, then
-the rate, then the body."""
+limit, 415 for a body not sent as JSON, 429 over the key's rate, 500 for Kanri's own error. The
+key is checked first, then the rate, then the body. `api/http.py` holds what ninja does not
+answer (404, 405) and every answer's headers to the same contract."""
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.signals import got_request_exception
