@@ -86,7 +86,11 @@ class AnswerDroppingProxy:
             conn.sendall(answer)
 
     def close(self) -> None:
+        # close() alone leaves the port listening while the accepting thread waits in accept():
+        # shutting the socket down wakes it, and the port is free for good.
+        self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
+        self._thread.join(timeout=5)
 
 
 def closed_port() -> int:
