@@ -221,21 +221,20 @@ def subscription_renew(*, subscription_id: int) -> str:
                 return "not_due"
             invoice = Invoice.objects.get(pk=subscription.open_invoice_id)
             payment, token = _open_attempt(subscription, invoice, now)
-            if payment is None:
-                return "failed"
-            return charging.attempt_run(payment=payment, token=token, confirm=True, actor=None,
-                                        customer_id=subscription.processor_customer_id).kind
-        invoice = _renewal_invoice(subscription, now)
-        if _amount_due(invoice) <= zero(invoice.currency):
-            renewal_apply_paid(subscription=subscription, invoice=invoice, payment=None)
-            return "paid_by_credit"
-        if below_minimum_charge(_amount_due(invoice)):  # waived, never sent (charging's rule)
-            renewal_apply_paid(subscription=subscription, invoice=invoice, payment=None)
-            charging.minimum_charge_waived(invoice=invoice, actor=None)
-            return "below_minimum"
-        subscription.open_invoice = invoice
-        subscription.save(update_fields=["open_invoice", "credit_balance"])
-        payment, token = _open_attempt(subscription, invoice, now, first=True)
+        else:
+            invoice = _renewal_invoice(subscription, now)
+            if _amount_due(invoice) <= zero(invoice.currency):
+                renewal_apply_paid(subscription=subscription, invoice=invoice, payment=None)
+                return "paid_by_credit"
+            if below_minimum_charge(_amount_due(invoice)):  # waived, never sent (charging's)
+                renewal_apply_paid(subscription=subscription, invoice=invoice, payment=None)
+                charging.minimum_charge_waived(invoice=invoice, actor=None)
+                return "below_minimum"
+            subscription.open_invoice = invoice
+            subscription.save(update_fields=["open_invoice", "credit_balance"])
+            payment, token = _open_attempt(subscription, invoice, now, first=True)
+    # The attempt is committed before the processor is asked (three steps): a commit that
+    # fails leaves nothing charged, and no row lock is held while the processor answers.
     if payment is None:
         return "failed"
     return charging.attempt_run(payment=payment, token=token, confirm=True, actor=None,

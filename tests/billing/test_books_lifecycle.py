@@ -1,0 +1,86 @@
+"""The books through the subscription's life without a person (SPEC "The books"): a renewal
+charged again commits its attempt before the processor is asked; a voided renewal gives back the
+credit it spent; one failing row never stops a sweep; the move to Free leaves no more active
+users than Free's licences; sweeps leave an open payment alone.
+
+Real faults only: PostgreSQL triggers that refuse one organisation's rows, or fail a commit."""
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import DatabaseError, connection
+from django.db.models import Sum
+
+from billing.models import CreditEntry, Invoice, Payment, Status, Subscription
+from billing.services import lifecycle
+from store import clock
+from tests.accounts.factories import AdminFactory
+from tests.billing.faults import processor_down
+from tests.billing.helpers import card_on_file, processor_charges
+from tests.billing.test_processor_down import bought
+
+pytestmark = pytest.mark.usefixtures("payment_sandbox")
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+def sub(admin) -> Subscription:
+    return Subscription.objects.get(organisation=admin.organisation)
+
+
+def processor_succeeded(admin) -> set[str]:
+    return {intent.id for intent in processor_charges(sub(admin).processor_customer_id)
+            if intent.status == "succeeded"}
+
+
+def kanri_charges(admin) -> set[str]:
+    """What Kanri has on record as charged, or possibly charged (an attempt still open)."""
+    return set(Payment.objects.filter(
+        organisation=admin.organisation,
+        state__in=[Payment.State.SUCCEEDED, *Payment.OPEN]).exclude(processor_id="")
+        .values_list("processor_id", flat=True))
+
+
+class refused_at_commit:
+    """A deferred constraint trigger: the transaction that inserted a matching row fails at its
+    commit, whatever it did before (the processor may have charged by then)."""
+
+    def __init__(self, table: str, condition: str):
+        self.table, self.condition = table, condition
+
+    def __enter__(self):
+        with connection.cursor() as cursor:
+            cursor.execute(f"""
+                CREATE FUNCTION kanri_test_refuse() RETURNS trigger AS $$
+                BEGIN IF {self.condition} THEN RAISE EXCEPTION 'injected commit failure';
+                END IF; RETURN NULL; END $$ LANGUAGE plpgsql;
+                CREATE CONSTRAINT TRIGGER kanri_test_refuse AFTER INSERT ON {self.table}
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+                EXECUTE FUNCTION kanri_test_refuse();""")
+
+    def __exit__(self, *exc):
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER kanri_test_refuse ON {self.table};"
+                           "DROP FUNCTION kanri_test_refuse();")
+
+
+# 1. No charge inside a transaction ---------------------------------------------------------
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_renewal_charged_again_after_a_silent_processor_commits_its_attempt_first(catalog):
+    """The processor did not answer the renewal's first charge; at its next_retry_at the
+    renewals sweep charges again. If the attempt's commit fails, nothing may have been charged:
+    the processor is asked only after the attempt is committed (three steps)."""
+    admin = AdminFactory()
+    due = bought(admin)
+    with processor_down(), clock.travel(due):
+        lifecycle.sweep_renewals()
+    subscription = sub(admin)
+    assert subscription.status == Status.ACTIVE and subscription.next_retry_at is not None
+
+    with refused_at_commit("billing_payment", "NEW.idempotency_key LIKE '%:attempt:2'"), \
+            clock.travel(subscription.next_retry_at), pytest.raises(DatabaseError):
+        lifecycle.subscription_renew(subscription_id=subscription.pk)
+
+    # Every charge at the processor has its record in Kanri (SPEC "The books" 1).
+    assert processor_succeeded(admin) == kanri_charges(admin)
