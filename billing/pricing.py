@@ -168,6 +168,11 @@ def _validate(*, organisation: Organisation, subscription: Subscription, change:
                            code="no_change")
     if unchanged and subscription.status == Status.FREE:
         raise BillingError(_("You are on the Free plan already."), code="no_change")
+    if unchanged and subscription.status in {Status.PAST_DUE, Status.LOCKED}:
+        # Renewing pays the open invoice from its due date; a "change" to the same thing would
+        # void it and start a period now, so the grace days used would never be billed.
+        raise BillingError(_("This is what you have now, and its renewal is unpaid: to keep it, "
+                             "pay the renewal with Renew subscription."), code="renew_instead")
 
 
 def included_storage_mb(change: Change) -> int:
