@@ -22,7 +22,7 @@ from billing.pricing import Change
 from billing.services import support
 from store import clock
 from store.models import BillingCycle, Plan
-from store.money import format_money
+from store.money import below_minimum_charge, format_money
 
 
 class ReasonForm(forms.Form):
@@ -157,23 +157,40 @@ class GrantCredit(SupportAction):
         rows = [Row(_("Account credit (never paid out)"), _money(obj.credit_balance),
                     _money(after))]
         due = support.open_invoice_due(obj)
-        if due is not None and after >= due:
-            rows += [Row(_("Open invoice %(number)s") % {"number": obj.open_invoice.number},
-                         _("unpaid: %(amount)s") % {"amount": _money(due)},
-                         _("paid from the credit now")),
-                     Row(_("Account credit (never paid out)"), _money(after), _money(after - due)),
-                     Row(_("Status"), obj.get_status_display(), Status.ACTIVE.label)]
-        elif due is not None:
-            rows.append(Row(_("Open invoice %(number)s") % {"number": obj.open_invoice.number},
-                            _("unpaid: %(amount)s") % {"amount": _money(due)},
-                            _("stays unpaid: the credit does not cover it")))
+        if due is None:
+            return rows, {}
+        invoice = _("Open invoice %(number)s") % {"number": obj.open_invoice.number}
+        unpaid = _("unpaid: %(amount)s") % {"amount": _money(due)}
+        if Payment.objects.filter(organisation_id=obj.organisation_id,
+                                  state__in=Payment.OPEN).exists():
+            rows.append(Row(invoice, unpaid, _("stays unpaid for now: a card payment is being "
+                                               "confirmed; the credit waits in the balance")))
+            return rows, {}
+        spent = min(after, due)
+        rest = due - spent
+        if rest.amount > 0 and not below_minimum_charge(rest):
+            rows.append(Row(invoice, unpaid, _("%(spent)s paid from the credit now; "
+                                               "%(rest)s left to charge to the card")
+                            % {"spent": _money(spent), "rest": _money(rest)}))
+        else:
+            rows.append(Row(invoice, unpaid, _("paid from the credit now")))
+            rows.append(Row(_("Status"), obj.get_status_display(), Status.ACTIVE.label))
+        rows.append(Row(_("Account credit (never paid out)"), _money(after),
+                        _money(after - spent)))
         return rows, {}
 
     def apply(self, obj, data, staff):
         amount = Money(data["amount"], obj.currency)
-        support.support_credit_grant(subscription_id=obj.pk, amount=amount, staff=staff,
-                                     reason=data["reason"])
-        return _("%(amount)s of account credit granted.") % {"amount": _money(amount)}
+        grant = support.support_credit_grant(subscription_id=obj.pk, amount=amount,
+                                             staff=staff, reason=data["reason"])
+        message = _("%(amount)s of account credit granted.") % {"amount": _money(amount)}
+        if grant.waiting:
+            message += " " + _("A card payment is being confirmed, so the credit was not "
+                               "applied to the open invoice: it stays in the balance.")
+        elif grant.applied.amount > 0:
+            message += " " + _("%(spent)s of it paid the open invoice.") % {
+                "spent": _money(grant.applied)}
+        return message
 
 
 class RetryCharge(SupportAction):

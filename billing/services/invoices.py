@@ -6,6 +6,7 @@ that credits the account comes with a credit note, numbered in its own gapless s
 """
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 from djmoney.money import Money
 
 from accounts.models import Organisation
@@ -23,7 +24,7 @@ from billing.models import (
 from billing.models.invoices import CreditEntry as Entry
 from billing.notifications import Event, notify_all
 from store import clock
-from store.money import breakdown_to_json, format_money
+from store.money import breakdown_to_json, format_money, zero
 
 
 def _next_number(sequence_name: str, prefix: str) -> str:
@@ -80,6 +81,54 @@ def invoice_from_quote(*, quote: Quote, subscription: Subscription, amount_paid:
     subscription.credit_balance = (subscription.credit_balance - quote.credit_applied
                                    + quote.credit_to_account)
     return invoice
+
+
+def invoice_credit_apply(*, invoice: Invoice, subscription: Subscription) -> Money:
+    """Pay what the account credit can of an open invoice, in whole or in part (SPEC "Partial
+    credit": the card is charged only the rest, since a charge asks for total − credit
+    applied). Returns the credit spent, zero when there is none or nothing is owed. The caller
+    holds the subscription's lock and the invoice's row, and saves the subscription."""
+    owed = invoice.total - invoice.credit_applied
+    spent = min(subscription.credit_balance, owed)
+    if invoice.state != Invoice.State.OPEN or spent.amount <= 0:
+        return zero(invoice.currency)
+    CreditEntry.objects.create(organisation_id=invoice.organisation_id, invoice=invoice,
+                               kind=Entry.Kind.APPLIED, amount=-spent)
+    invoice.credit_applied += spent
+    invoice.save(update_fields=["credit_applied"])
+    subscription.credit_balance -= spent
+    return spent
+
+
+def invoices_void(*, invoice_ids: list[int]) -> dict[int, Money]:
+    """Void the open invoices among `invoice_ids` (kept, never deleted) and give back the
+    account credit each spent (SPEC "The books" 2): a RETURNED credit entry pointing at the
+    invoice, so a void invoice's credit entries net to nothing. Returns the credit given back
+    per subscription id; the caller holds those subscriptions' locks and adds it to their
+    balances. A constant number of statements, however many invoices (a sweep's batch)."""
+    voided = list(Invoice.objects.filter(pk__in=invoice_ids, state=Invoice.State.OPEN)
+                  .select_for_update().values_list("pk", flat=True))
+    if not voided:
+        return {}
+    Invoice.objects.filter(pk__in=voided).update(state=Invoice.State.VOID,
+                                                 voided_at=clock.now())
+    # What each spent, read from the ledger (whichever way credit paid it), less any given back.
+    spent = list(CreditEntry.objects.filter(invoice_id__in=voided,
+                                            kind__in=[Entry.Kind.APPLIED, Entry.Kind.RETURNED])
+                 .values("invoice_id", "organisation_id", "invoice__subscription_id",
+                         "amount_currency").annotate(net=Sum("amount")).filter(net__lt=0))
+    returned: dict[int, Money] = {}
+    entries = []
+    for row in spent:
+        amount = Money(-row["net"], row["amount_currency"])
+        entries.append(CreditEntry(organisation_id=row["organisation_id"],
+                                   invoice_id=row["invoice_id"], kind=Entry.Kind.RETURNED,
+                                   amount=amount))
+        subscription_id = row["invoice__subscription_id"]
+        returned[subscription_id] = (returned[subscription_id] + amount
+                                     if subscription_id in returned else amount)
+    CreditEntry.objects.bulk_create(entries)
+    return returned
 
 
 def credit_note_for_invoice(*, invoice: Invoice) -> CreditNote:

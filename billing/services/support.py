@@ -12,8 +12,9 @@ Rules:
 - Unlocking a locked (or past-due) account gives it a new grace end: it is past due again until
   then, its unpaid renewal invoice stays open, and it locks again if that passes unpaid.
 - Credit is granted in the subscription's currency, as a credit entry with no invoice. It is
-  never paid out; when it covers an open renewal invoice of a past-due or locked account, it
-  pays that invoice at once (credit pays before the card) and the subscription is active again.
+  never paid out; it pays what it can of an open renewal invoice at once (credit pays before
+  the card, which is then charged only the rest), and when it covers the invoice the
+  subscription is active again. While a card payment is being confirmed, it waits.
 - A refund goes back to the card through the processor, in full or in part, never more than
   is left of the payment. Its idempotency key is the payment's key and the refund's number, so
   asking again after a lost answer never refunds twice. Each refund is a credit note of kind
@@ -25,6 +26,7 @@ Rules:
 """
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -48,7 +50,7 @@ from billing.models import (
 from billing.notifications import notify
 from billing.pricing import Change
 from billing.services import charging, lifecycle
-from billing.services.invoices import next_credit_note_number
+from billing.services.invoices import invoice_credit_apply, next_credit_note_number
 from billing.services.payments import PayResult, _refuse_if_stale, quote_pay
 from billing.services.quotes import quote_create, refuse_while_payment_open
 from billing.services.subscriptions import (
@@ -57,7 +59,14 @@ from billing.services.subscriptions import (
     subscription_transition,
 )
 from store import clock
-from store.money import breakdown_to_json, format_money, is_whole_minor_units, share_of, zero
+from store.money import (
+    below_minimum_charge,
+    breakdown_to_json,
+    format_money,
+    is_whole_minor_units,
+    share_of,
+    zero,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -146,10 +155,23 @@ def open_invoice_due(subscription: Subscription) -> Money | None:
     return invoice.total - invoice.credit_applied
 
 
+@dataclass(frozen=True)
+class CreditGrant:
+    """What a credit grant did: its ledger entry, the part of it that paid the open renewal
+    invoice, that invoice when it is now paid, and whether the credit waits in the balance
+    because a card payment is still being confirmed."""
+
+    entry: CreditEntry
+    applied: Money
+    paid_invoice: Invoice | None = None
+    waiting: bool = False
+
+
 @transaction.atomic
 def support_credit_grant(*, subscription_id: int, amount: Money, staff: User,
-                         reason: str) -> CreditEntry:
-    """Add account credit; it pays the open renewal invoice at once when it covers it."""
+                         reason: str) -> CreditGrant:
+    """Add account credit; it pays what it can of the open renewal invoice at once (SPEC
+    "Partial credit": the card is charged only the rest), the whole invoice when it covers it."""
     reason = _reason(reason)
     subscription = _lock(subscription_id)
     if str(amount.currency) != subscription.currency:
@@ -163,34 +185,42 @@ def support_credit_grant(*, subscription_id: int, amount: Money, staff: User,
     entry = CreditEntry.objects.create(organisation=subscription.organisation,
                                        kind=CreditEntry.Kind.GRANTED, amount=amount)
     subscription.credit_balance += amount
-    paid = _credit_pays_open_invoice(subscription)
-    if not paid:
+    grant = _credit_pays_open_invoice(subscription, entry, staff)
+    if grant.paid_invoice is None:
         subscription_save(subscription)
     audit_record(organisation=subscription.organisation, actor=staff,
                  action="support.credit_granted", target=subscription, before=before,
                  after={"credit_balance": str(subscription.credit_balance),
-                        "granted": str(amount), "status": subscription.status,
-                        "paid_invoice": paid.number if paid else None}, reason=reason)
-    return entry
+                        "granted": str(amount), "applied": str(grant.applied),
+                        "status": subscription.status,
+                        "paid_invoice": grant.paid_invoice.number if grant.paid_invoice
+                        else None, "waits_for_open_payment": grant.waiting}, reason=reason)
+    return grant
 
 
-def _credit_pays_open_invoice(subscription: Subscription) -> Invoice | None:
-    """Pay the open renewal invoice from account credit when the credit covers it and no card
-    payment is being confirmed (caller holds the subscription's lock)."""
-    due = open_invoice_due(subscription)
-    if due is None or subscription.credit_balance < due or Payment.objects.filter(
-            organisation_id=subscription.organisation_id, state__in=Payment.OPEN).exists():
-        return None
+def _credit_pays_open_invoice(subscription: Subscription, entry: CreditEntry,
+                              staff: User) -> CreditGrant:
+    """Pay what the credit can of the open renewal invoice (the caller holds the subscription's
+    lock); paid in full, or with less than the processor's minimum charge left (waived, as a
+    renewal issued with so little due is), the subscription is active again.
+
+    Not while a card payment is being confirmed for the organisation: that attempt asks for
+    what was due when it opened, so credit spent under it could pay the same amount twice. The
+    credit waits in the balance, for the next renewal or a later grant."""
+    currency = subscription.currency
+    if open_invoice_due(subscription) is None:
+        return CreditGrant(entry, zero(currency))
+    if Payment.objects.filter(organisation_id=subscription.organisation_id,
+                              state__in=Payment.OPEN).exists():
+        return CreditGrant(entry, zero(currency), waiting=True)
     invoice = Invoice.objects.select_for_update().get(pk=subscription.open_invoice_id)
-    CreditEntry.objects.create(organisation_id=subscription.organisation_id, invoice=invoice,
-                               kind=CreditEntry.Kind.APPLIED, amount=-due)
-    subscription.credit_balance -= due
-    payment = Payment.objects.create(
-        organisation_id=subscription.organisation_id, invoice=invoice, amount=due,
-        idempotency_key=f"invoice:{invoice.pk}:support-credit", paid_with=Payment.Source.CREDIT,
-        state=Payment.State.SUCCEEDED, settled_at=clock.now())
-    lifecycle.renewal_apply_paid(subscription=subscription, invoice=invoice, payment=payment)
-    return invoice
+    spent = invoice_credit_apply(invoice=invoice, subscription=subscription)
+    rest = invoice.total - invoice.credit_applied
+    if rest.amount > 0 and not below_minimum_charge(rest):
+        return CreditGrant(entry, spent)
+    lifecycle.renewal_apply_paid(subscription=subscription, invoice=invoice, payment=None)
+    charging.minimum_charge_waived(invoice=invoice, actor=staff)
+    return CreditGrant(entry, spent, paid_invoice=invoice)
 
 
 def support_charge_retry(*, subscription_id: int, staff: User, reason: str) -> Payment:

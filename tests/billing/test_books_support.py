@@ -1,0 +1,180 @@
+"""The books where support's actions meet the money path (issue 21): credit that pays what it
+can of an owed invoice, the tax on a payment refunded in parts, and support actions applied once
+to their own subject. Through Django admin as a support user, against PostgreSQL and
+localstripe."""
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import override_settings
+from djmoney.money import Money
+
+from accounts.models import AuditEvent, User
+from billing.models import CreditEntry, Invoice, Payment, Status, Subscription
+from billing.pricing import Change
+from billing.services import charging, lifecycle
+from billing.services.payments import quote_pay
+from billing.services.quotes import quote_create
+from store import clock
+from store.models import Plan
+from tests.accounts.factories import AdminFactory
+from tests.billing.helpers import DECLINING_CARD, GOOD_CARD, _sandbox, card_on_file
+from tests.store.helpers import admin_login
+
+pytestmark = pytest.mark.usefixtures("payment_sandbox")
+TOKYO = ZoneInfo("Asia/Tokyo")
+YEN = "JPY"
+
+
+@pytest.fixture
+def staff(db):
+    user = User.objects.create_user("support@kanri.example", "pw-not-used", is_staff=True)
+    user.groups.add(Group.objects.get(name="support"))
+    return user
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    admin_login(client, staff)
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
+def support_url(model: str, pk, action: str) -> str:
+    return f"/admin/billing/{model}/{pk}/support/{action}/"
+
+
+def review(client, model: str, pk, action: str, **data):
+    page = client.post(support_url(model, pk, action), data)
+    assert page.status_code == 200
+    assert not page.context["form"].errors, page.context["form"].errors
+    assert "What will change" in page.content.decode()
+    return page
+
+
+def confirm(client, model: str, pk, action: str, reviewed):
+    return client.post(support_url(model, pk, action),
+                       {**reviewed.context["carried"], "confirm": "1"})
+
+
+def act(client, model: str, pk, action: str, **data):
+    """Fill the action's form, see what will change, confirm."""
+    reviewed = review(client, model, pk, action, **data)
+    done = confirm(client, model, pk, action, reviewed)
+    if done.status_code == 200:
+        pytest.fail(str(done.context["form"].errors))
+    assert done.status_code == 302
+    return reviewed
+
+
+def sub(organisation) -> Subscription:
+    return Subscription.objects.get(organisation=organisation)
+
+
+def yen(amount) -> Money:
+    return Money(amount, YEN)
+
+
+def buy(admin, code="standard", regular=3) -> Invoice:
+    quote = quote_create(organisation=admin.organisation, acting_user=admin,
+                         change=Change(Plan.objects.get(code=code), "monthly", regular, 0, 0))
+    result = quote_pay(organisation=admin.organisation, quote_id=quote.pk, acting_user=admin)
+    assert result.invoice is not None, result.failure
+    return result.invoice
+
+
+def renewal_declined(admin) -> dt.datetime:
+    """Standard for 3 users bought with a good card, then only a declining card on file: the
+    renewal's charge is refused and the subscription is past due with the invoice open."""
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    with clock.travel(dt.datetime(2027, 1, 10, 9, 0, tzinfo=TOKYO)):
+        buy(admin)
+    card_on_file(organisation=admin.organisation, acting_user=admin, number=DECLINING_CARD)
+    due = sub(admin.organisation).current_period_end
+    with clock.travel(due):
+        lifecycle.sweep_renewals()
+    assert sub(admin.organisation).status == Status.PAST_DUE
+    return due
+
+
+def intent_amount(payment: Payment) -> int:
+    return _sandbox().v1.payment_intents.retrieve(payment.processor_id).amount
+
+
+def assert_balances(invoice: Invoice) -> None:
+    """SPEC invariant 2: total = paid by card + paid by account credit + waived + still open."""
+    card = sum((p.amount for p in invoice.payments.filter(paid_with=Payment.Source.CARD,
+                                                          state=Payment.State.SUCCEEDED)),
+               yen(0))
+    spent = -sum((e.amount for e in CreditEntry.objects.filter(
+        invoice=invoice, kind=CreditEntry.Kind.APPLIED)), yen(0))
+    still_open = invoice.total - invoice.credit_applied if invoice.state == "open" else yen(0)
+    assert (card, spent) == (invoice.amount_paid, invoice.credit_applied)
+    assert invoice.total == card + spent + invoice.amount_waived + still_open
+
+
+# Partial credit -------------------------------------------------------------------------------
+
+def test_credit_granted_short_of_an_overdue_renewal_pays_part_and_the_card_only_the_rest(
+        staff_client, staff):
+    admin = AdminFactory()
+    due = renewal_declined(admin)
+    subscription = sub(admin.organisation)
+    renewal = subscription.open_invoice
+    assert renewal.total == yen(6732)
+
+    with clock.travel(due + dt.timedelta(days=1)):
+        reviewed = act(staff_client, "subscription", subscription.pk, "grant-credit",
+                       amount="5000", reason="Half the bank transfer arrived")
+    renewal.refresh_from_db()
+    subscription = sub(admin.organisation)
+    assert (renewal.state, renewal.credit_applied) == ("open", yen(5000))
+    assert (subscription.status, subscription.credit_balance) == (Status.PAST_DUE, yen(0))
+    assert_balances(renewal)
+
+    card_on_file(organisation=admin.organisation, acting_user=admin, number=GOOD_CARD)
+    with clock.travel(due + dt.timedelta(days=3)):
+        assert lifecycle.sweep_retries() == {"retried": 1}
+
+    renewal.refresh_from_db()
+    payment = renewal.payments.get(state=Payment.State.SUCCEEDED)
+    assert (payment.paid_with, payment.amount) == (Payment.Source.CARD, yen(1732))
+    assert intent_amount(payment) == 1732
+    assert (renewal.state, renewal.amount_paid, renewal.credit_applied) == (
+        "paid", yen(1732), yen(5000))
+    assert_balances(renewal)
+    assert sub(admin.organisation).status == Status.ACTIVE
+    granted = AuditEvent.objects.get(action="support.credit_granted")
+    assert granted.after["applied"] == str(yen(5000))
+    assert "1,732" in reviewed.content.decode()  # the review said what the card still owes
+
+
+def test_credit_granted_while_a_card_payment_is_being_confirmed_waits_in_the_balance(
+        staff_client, staff, proxy):
+    admin = AdminFactory()
+    due = renewal_declined(admin)
+    card_on_file(organisation=admin.organisation, acting_user=admin, number=GOOD_CARD)
+    subscription = sub(admin.organisation)
+    renewal = subscription.open_invoice
+    proxy.drop_answers_to(r"/confirm")
+    with override_settings(STRIPE_API_BASE=proxy.url), clock.travel(due + dt.timedelta(days=1)):
+        lifecycle.renewal_retry(subscription_id=subscription.pk, scheduled=False)
+    pending = renewal.payments.get(state=Payment.State.PENDING)
+
+    with clock.travel(due + dt.timedelta(days=1, minutes=1)):
+        act(staff_client, "subscription", subscription.pk, "grant-credit", amount="5000",
+            reason="Half the bank transfer arrived")
+
+    renewal.refresh_from_db()
+    assert (renewal.state, renewal.credit_applied) == ("open", yen(0))
+    assert sub(admin.organisation).credit_balance == yen(5000)
+    assert AuditEvent.objects.get(action="support.credit_granted").after[
+        "waits_for_open_payment"] is True
+    with clock.travel(due + dt.timedelta(days=1, minutes=30)):
+        charging.payments_settle_open()
+    pending.refresh_from_db()
+    renewal.refresh_from_db()
+    assert (pending.state, pending.amount, renewal.state) == ("succeeded", yen(6732), "paid")
+    assert_balances(renewal)
+    assert sub(admin.organisation).credit_balance == yen(5000)  # kept for what comes next
