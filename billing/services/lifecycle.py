@@ -58,6 +58,7 @@ from billing.pricing import TaxRule
 from billing.selectors import RENEWING, card_runs_out_before, free_move_after, next_charge_at
 from billing.services import charging
 from billing.services.invoices import (
+    invoices_void,
     issue_snapshots,
     next_invoice_number,
     payment_by_credit_record,
@@ -522,11 +523,13 @@ def sweep_moves_to_free() -> dict:
                                   time_zone=row["organisation__time_zone"]) <= now]
         if not due:
             return 0
-        invoices = [row["open_invoice_id"] for row in due if row["open_invoice_id"]]
-        if invoices:
-            Invoice.objects.filter(pk__in=invoices, state=Invoice.State.OPEN).update(
-                state=Invoice.State.VOID, voided_at=now)
+        returned = invoices_void(invoice_ids=[row["open_invoice_id"] for row in due
+                                              if row["open_invoice_id"]])
         _move_to_free(due, "locked for too long: moved to Free", now, free)
+        # The credit the void invoices spent is the accounts' again (rare: one UPDATE each).
+        for subscription_id, amount in returned.items():
+            Subscription.objects.filter(pk=subscription_id).update(
+                credit_balance=F("credit_balance") + amount.amount)
         notify_all([Event(row["organisation_id"], Notification.Kind.MOVED_TO_FREE,
                           f"moved_to_free:{row['id']}:{row['open_invoice__number'] or ''}",
                           {"number": row["open_invoice__number"] or ""})

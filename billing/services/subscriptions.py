@@ -19,7 +19,11 @@ from billing.models import (
     TrialUse,
 )
 from billing.models.subscriptions import TRANSITIONS
-from billing.services.invoices import invoice_from_quote, payment_by_credit_record
+from billing.services.invoices import (
+    invoice_from_quote,
+    invoices_void,
+    payment_by_credit_record,
+)
 from billing.services.ledger import ledger_record, quantities
 from billing.services.quotes import refuse_while_payment_open
 from store import clock
@@ -144,9 +148,11 @@ def subscription_apply_quote(*, quote: Quote, subscription: Subscription,
     subscription.paid_invoice = None if quote.plan.is_free else invoice
     subscription.trial_ends_at = None
     if subscription.open_invoice_id:
-        # A change chosen while past due or locked replaces the unpaid renewal: void, kept.
-        Invoice.objects.filter(pk=subscription.open_invoice_id, state=Invoice.State.OPEN).update(
-            state=Invoice.State.VOID, voided_at=clock.now())
+        # A change chosen while past due or locked replaces the unpaid renewal: void, kept,
+        # and the credit it spent is the account's again.
+        returned = invoices_void(invoice_ids=[subscription.open_invoice_id])
+        if subscription.pk in returned:
+            subscription.credit_balance += returned[subscription.pk]
         subscription.open_invoice = None
     subscription.payment_failed_at = subscription.grace_ends_at = None
     subscription.next_retry_at = subscription.locked_at = None

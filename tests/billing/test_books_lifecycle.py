@@ -10,13 +10,20 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import DatabaseError, connection
 from django.db.models import Sum
+from djmoney.money import Money
 
 from billing.models import CreditEntry, Invoice, Payment, Status, Subscription
+from billing.pricing import Change
+from billing.selectors import free_move_at
 from billing.services import lifecycle
+from billing.services.payments import quote_pay
+from billing.services.quotes import quote_create
+from billing.services.support import support_credit_grant
 from store import clock
-from tests.accounts.factories import AdminFactory
+from store.models import Plan
+from tests.accounts.factories import AdminFactory, UserFactory
 from tests.billing.faults import processor_down
-from tests.billing.helpers import card_on_file, processor_charges
+from tests.billing.helpers import DECLINING_CARD, GOOD_CARD, card_on_file, processor_charges
 from tests.billing.test_processor_down import bought
 
 pytestmark = pytest.mark.usefixtures("payment_sandbox")
@@ -84,3 +91,62 @@ def test_a_renewal_charged_again_after_a_silent_processor_commits_its_attempt_fi
 
     # Every charge at the processor has its record in Kanri (SPEC "The books" 1).
     assert processor_succeeded(admin) == kanri_charges(admin)
+
+
+# 2. A voided invoice gives back the credit it consumed --------------------------------------
+
+def ledger_sum(admin) -> Money:
+    total = CreditEntry.objects.filter(organisation=admin.organisation).aggregate(
+        total=Sum("amount"))["total"]
+    return Money(total or 0, "JPY")
+
+
+def past_due_with_credit_spent(admin) -> Invoice:
+    """Bought Standard; support granted ¥1,000 of credit; the renewal spent it first and the
+    card declined the rest: past due, the open invoice holding the ¥1,000."""
+    bought(admin, number=DECLINING_CARD)
+    support_credit_grant(subscription_id=sub(admin).pk, amount=Money(1000, "JPY"),
+                         staff=UserFactory(organisation=None, is_staff=True),
+                         reason="goodwill after an outage")
+    with clock.travel(sub(admin).current_period_end):
+        lifecycle.sweep_renewals()
+    subscription = sub(admin)
+    assert subscription.status == Status.PAST_DUE
+    assert subscription.open_invoice.credit_applied == Money(1000, "JPY")
+    assert subscription.credit_balance == Money(0, "JPY")
+    return subscription.open_invoice
+
+
+def assert_credit_given_back(admin, invoice: Invoice) -> None:
+    invoice.refresh_from_db()
+    assert invoice.state == Invoice.State.VOID
+    assert sub(admin).credit_balance == Money(1000, "JPY") == ledger_sum(admin)
+    # The ledger says where it came back from, and the void invoice nets to nothing.
+    assert invoice.credit_entries.aggregate(total=Sum("amount"))["total"] == 0
+    assert invoice.credit_entries.filter(kind=CreditEntry.Kind.RETURNED).exists()
+
+
+def test_a_renewal_voided_by_a_change_while_past_due_gives_back_the_credit_it_spent(admin):
+    invoice = past_due_with_credit_spent(admin)
+    card_on_file(organisation=admin.organisation, acting_user=admin, number=GOOD_CARD)
+
+    with clock.travel(invoice.period_start + dt.timedelta(days=2)):
+        quote = quote_create(organisation=admin.organisation, acting_user=admin, change=Change(
+            Plan.objects.get(code="professional"), "monthly", 3, 0, 0))
+        assert quote_pay(organisation=admin.organisation, quote_id=quote.pk,
+                         acting_user=admin).charged
+
+    assert_credit_given_back(admin, invoice)
+
+
+def test_a_renewal_voided_by_the_move_to_free_gives_back_the_credit_it_spent(admin):
+    invoice = past_due_with_credit_spent(admin)
+    grace_ends = sub(admin).grace_ends_at
+    with clock.travel(grace_ends):
+        lifecycle.sweep_locks()
+    locked = sub(admin)
+
+    with clock.travel(free_move_at(subscription=locked, time_zone=locked.organisation.time_zone)):
+        assert lifecycle.sweep_moves_to_free() == {"moved_to_free": 1}
+
+    assert_credit_given_back(admin, invoice)
