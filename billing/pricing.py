@@ -7,9 +7,13 @@ the running period is credited for that share, at that line's price and tax rate
 it. The new configuration is charged for the same remaining share when the billing cycle stays,
 or for a whole new period starting now when the cycle changes or nothing paid is running (Free,
 trial, past due, locked); a new period's end comes from `billing.periods` on the organisation's
-clock. Each line is rounded once; tax is computed once per rate on the sum of that rate's lines,
-at the rate and rounding fixed in the quote. A negative total becomes account credit; a positive
-one is paid from account credit first, then by card.
+clock. A change that replaces an unpaid renewal (past due, locked) is refused for the
+configuration held (Renew pays it), and otherwise bills the grace days used at the renewal's
+price: its charge lines for the share of its period from the due date to now, or to the lock
+(locked time is free); a move to Free bills none. Each line is rounded once; tax is computed
+once per rate on the sum of that rate's lines, at the rate and rounding fixed in the quote. A
+negative total becomes account credit; a positive one is paid from account credit first, then
+by card.
 """
 import datetime as dt
 from dataclasses import dataclass
@@ -113,9 +117,28 @@ def paid_lines(subscription: Subscription) -> list[InvoiceLine]:
     Empty unless the period was paid (the one rule: `Subscription.period_was_paid`)."""
     if not subscription.period_was_paid:
         return []
+    # Lines that end by the period's start are grace days billed with it: used, not unused.
     return list(InvoiceLine.objects.filter(invoice_id=subscription.paid_invoice_id,
+                                           kind=LineKind.CHARGE,
+                                           period_end__gt=subscription.current_period_start)
+                .select_related("price__plan", "price__addon"))
+
+
+def owed_lines(subscription: Subscription) -> list[InvoiceLine]:
+    """The charge lines of the unpaid renewal a change replaces (past due, locked, or a renewal
+    the processor has not answered): the grace days used are billed at their price."""
+    if subscription.open_invoice_id is None:
+        return []
+    return list(InvoiceLine.objects.filter(invoice_id=subscription.open_invoice_id,
                                            kind=LineKind.CHARGE)
                 .select_related("price__plan", "price__addon"))
+
+
+def usable_until(subscription: Subscription, now: dt.datetime) -> dt.datetime:
+    """The end of the grace days that could be used: now, or when the account locked (or was
+    due to lock): locked time is never billed."""
+    ends = [moment for moment in (subscription.locked_at, subscription.grace_ends_at) if moment]
+    return min([now, *ends])
 
 
 def remaining_fraction(*, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> Decimal:
@@ -201,9 +224,10 @@ class Lines:
 
 def price_lines(*, subscription: Subscription, change: Change, now: dt.datetime,
                 paid: list, new: list[tuple[Price, int]], tax: TaxRule,
-                time_zone: str) -> Lines:
+                time_zone: str, owed: list | None = None) -> Lines:
     """The quote's lines and the new period, by the rule in this module's docstring. `paid` is
-    the charge lines that paid the running period (`paid_lines`), `new` the new prices."""
+    the charge lines that paid the running period (`paid_lines`), `owed` those of the unpaid
+    renewal the change replaces (`owed_lines`), `new` the new prices."""
     lines: list[DraftLine] = []
     running = (bool(paid) and subscription.current_period_end is not None
                and subscription.current_period_end > now)
@@ -218,7 +242,18 @@ def price_lines(*, subscription: Subscription, change: Change, now: dt.datetime,
                 subscription.current_period_end, line.tax_rate, line.unit_amount,
                 credits_line=line))
     if change.plan.is_free:
+        # The seed's 無料プランへのダウングレード ends the unpaid renewal with nothing to pay.
         return Lines(lines, None, None, None)
+    for line in owed or []:
+        # The grace days used, from the due date: the share of the unpaid period elapsed.
+        until = usable_until(subscription, now)
+        used = Decimal(1) - remaining_fraction(start=line.period_start, end=line.period_end,
+                                               now=until)
+        if used:
+            lines.append(DraftLine(
+                LineKind.CHARGE, line.price, line.quantity, used,
+                prorate(line.unit_amount, line.quantity, used), line.period_start,
+                max(until, line.period_start), tax.rate, line.unit_amount))
     anchor = None
     if running and change.cycle == subscription.cycle:
         start, end = subscription.current_period_start, subscription.current_period_end
@@ -264,8 +299,8 @@ def quote_price(*, organisation: Organisation, subscription: Subscription,
     new = [] if change.plan.is_free else new_prices(change=change, currency=currency)
     priced = price_lines(subscription=subscription, change=change, now=clock.now(),
                          paid=paid_lines(subscription) if paid is None else paid, new=new,
-                         tax=rule,
-                         time_zone=organisation.time_zone)
+                         tax=rule, time_zone=organisation.time_zone,
+                         owed=owed_lines(subscription))
     subtotal = money_sum((line.amount for line in priced.lines), currency)
     taxes = tax_by_rate([(line.tax_rate, line.amount) for line in priced.lines], rule.rounding,
                         currency)

@@ -111,7 +111,10 @@ def _refuse_if_stale(*, quote: Quote, subscription: Subscription) -> None:
         raise StaleQuote(_("This quote expired at %(time)s. Review the change again: nothing "
                            "was charged.") % {"time": clock.localtime_label(quote.expires_at)},
                          code="quote_expired")
-    for line in quote.lines.filter(kind="charge").select_related("price", "plan", "addon"):
+    # The new configuration's lines end with the quote's period; grace days billed with it
+    # keep the unpaid renewal's price, which need not be the price sold now.
+    for line in (quote.lines.filter(kind="charge", period_end=quote.period_end)
+                 .select_related("price", "plan", "addon")):
         now_price = current_price(plan=line.plan, addon=line.addon, cycle=quote.cycle,
                                   currency=quote.currency)
         if now_price != line.price:

@@ -87,3 +87,57 @@ def test_the_configure_page_shows_the_refusal_while_past_due(past_due_admin, cli
 
     assert response.status_code == 400
     assert "Renew subscription" in response.content.decode()
+
+
+def _pay(admin, quote) -> Invoice:
+    result = quote_pay(organisation=admin.organisation, quote_id=quote.pk, acting_user=admin)
+    assert result.invoice is not None, result.failure
+    return result.invoice
+
+
+def test_a_past_due_change_charges_the_grace_days_used_at_the_old_price(past_due_admin):
+    """Standard, 3 users at ¥2,040 a month = ¥6,120. Due 10 February (a 28-day period to
+    10 March); a change to Professional on 17 February: 7 of 28 days used = ¼ × ¥6,120 =
+    ¥1,530 at the old price, plus Professional 3 × ¥3,360 = ¥10,080 for a month from now.
+    Subtotal ¥11,610, tax 10% ¥1,161, total ¥12,771."""
+    admin, due = past_due_admin
+    renewal = sub(admin).open_invoice
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    now = due + dt.timedelta(days=7)
+
+    with clock.travel(now):
+        quote = quote_create(organisation=admin.organisation, acting_user=admin,
+                             change=change("professional"))
+        invoice = _pay(admin, quote)
+
+    lines = [(line.item.code, line.quantity, line.amount, line.period_start, line.period_end)
+             for line in invoice.lines.order_by("id")]
+    assert lines == [("standard", 3, Money(1530, "JPY"), due, now),
+                     ("professional", 3, Money(10080, "JPY"), now, sub(admin).current_period_end)]
+    assert (invoice.subtotal, invoice.tax, invoice.total, invoice.amount_paid) == (
+        Money(11610, "JPY"), Money(1161, "JPY"), Money(12771, "JPY"), Money(12771, "JPY"))
+    assert Invoice.objects.get(pk=renewal.pk).state == "void"
+    subscription = sub(admin)
+    assert (subscription.status, subscription.current_period_start) == (Status.ACTIVE, now)
+
+    with clock.travel(now + dt.timedelta(hours=1)):  # the grace days are used: never credited
+        credits = quote_switch_to_free(organisation=admin.organisation,
+                                       acting_user=admin).lines.filter(kind="credit")
+    assert [line.credits_line.item.code for line in credits] == ["professional"]
+
+
+def test_a_past_due_change_of_cycle_charges_the_grace_days_and_can_be_paid(past_due_admin):
+    """The grace days keep their monthly price when the new configuration is yearly: ¥1,530
+    + Standard yearly 3 × ¥20,160 = ¥60,480; subtotal ¥62,010, tax ¥6,201, total ¥68,211."""
+    admin, due = past_due_admin
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+
+    with clock.travel(due + dt.timedelta(days=7)):
+        quote = quote_create(organisation=admin.organisation, acting_user=admin,
+                             change=change("standard", "yearly"))
+        invoice = _pay(admin, quote)
+
+    assert [line.amount for line in invoice.lines.order_by("id")] == [
+        Money(1530, "JPY"), Money(60480, "JPY")]
+    assert invoice.total == Money(68211, "JPY")
+    assert sub(admin).cycle == "yearly"
