@@ -398,7 +398,14 @@ def sweep_renewals() -> dict:
     due = Subscription.objects.filter(Q(open_invoice=None) | Q(next_retry_at__lte=now),
                                       status=Status.ACTIVE, current_period_end__lte=now)
     for subscription_id in _ids(due):
-        outcome = subscription_renew(subscription_id=subscription_id)
+        try:
+            outcome = subscription_renew(subscription_id=subscription_id)
+        except Exception:
+            # One failing row never stops the sweep for the others (SPEC "The books" 7): its
+            # transaction rolled back, so it is still due and the next run tries it again.
+            logger.exception("renewal of subscription %s failed; retried next run",
+                             subscription_id)
+            outcome = "error"
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
@@ -410,8 +417,14 @@ def sweep_retries() -> dict:
     due = Subscription.objects.filter(status=Status.PAST_DUE, next_retry_at__lte=now,
                                       grace_ends_at__gt=now)
     for subscription_id in _ids(due):
-        if renewal_retry(subscription_id=subscription_id) is not None:
-            counts["retried"] += 1
+        try:
+            if renewal_retry(subscription_id=subscription_id) is not None:
+                counts["retried"] += 1
+        except Exception:
+            # As in sweep_renewals: logged, and still due at the next run.
+            logger.exception("retry of subscription %s failed; retried next run",
+                             subscription_id)
+            counts["error"] = counts.get("error", 0) + 1
     return counts
 
 

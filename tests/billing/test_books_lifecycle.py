@@ -150,3 +150,64 @@ def test_a_renewal_voided_by_the_move_to_free_gives_back_the_credit_it_spent(adm
         assert lifecycle.sweep_moves_to_free() == {"moved_to_free": 1}
 
     assert_credit_given_back(admin, invoice)
+
+
+# 3. One failing row never stops a sweep for the others -------------------------------------
+
+class refused_for:
+    """A trigger that refuses inserting one organisation's rows into `table` at once: that
+    organisation's service raises, as a bug or a bad row would."""
+
+    def __init__(self, table: str, organisation_id: int):
+        self.table, self.organisation_id = table, organisation_id
+
+    def __enter__(self):
+        with connection.cursor() as cursor:
+            cursor.execute(f"""
+                CREATE FUNCTION kanri_test_refuse_org() RETURNS trigger AS $$
+                BEGIN IF NEW.organisation_id = {int(self.organisation_id)} THEN
+                RAISE EXCEPTION 'injected failure for one organisation'; END IF;
+                RETURN NEW; END $$ LANGUAGE plpgsql;
+                CREATE TRIGGER kanri_test_refuse_org BEFORE INSERT ON {self.table}
+                FOR EACH ROW EXECUTE FUNCTION kanri_test_refuse_org();""")
+
+    def __exit__(self, *exc):
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER kanri_test_refuse_org ON {self.table};"
+                           "DROP FUNCTION kanri_test_refuse_org();")
+
+
+def test_a_renewal_that_fails_does_not_stop_the_sweep_for_later_organisations(db, caplog):
+    first, later = AdminFactory(), AdminFactory()
+    due = bought(first)
+    assert bought(later) == due
+    assert sub(first).pk < sub(later).pk  # the failing row comes first
+
+    with refused_for("billing_invoice", first.organisation_id), clock.travel(due):
+        counts = lifecycle.sweep_renewals()
+
+    assert counts == {"error": 1, "succeeded": 1}
+    assert sub(later).current_period_start == due  # renewed and paid
+    assert sub(first).current_period_end == due and sub(first).open_invoice is None
+    assert f"subscription {sub(first).pk}" in caplog.text
+    with clock.travel(due + dt.timedelta(hours=1)):  # the next run renews it
+        assert lifecycle.sweep_renewals() == {"succeeded": 1}
+    assert sub(first).current_period_start == due
+
+
+def test_a_retry_that_fails_does_not_stop_the_sweep_for_later_organisations(db, caplog):
+    first, later = AdminFactory(), AdminFactory()
+    due = bought(first, number=DECLINING_CARD)
+    bought(later, number=DECLINING_CARD)
+    with clock.travel(due):
+        assert lifecycle.sweep_renewals() == {"failed": 2}
+    card_on_file(organisation=later.organisation, acting_user=later, number=GOOD_CARD)
+    retry_at = sub(later).next_retry_at
+
+    with refused_for("billing_payment", first.organisation_id), clock.travel(retry_at):
+        counts = lifecycle.sweep_retries()
+
+    assert counts == {"retried": 1, "error": 1}
+    assert sub(later).status == Status.ACTIVE
+    assert sub(first).status == Status.PAST_DUE
+    assert f"subscription {sub(first).pk}" in caplog.text
