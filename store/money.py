@@ -92,6 +92,19 @@ def share_of(part: Money, whole: Money, amount: Money, rounding: str) -> Money:
                  part.currency)
 
 
+def refund_share(part: Money, whole: Money, *, paid: Money, refunded: Money, amount: Money,
+                 taken: Money, rounding: str) -> Money:
+    """What a refund of `amount` carries of `part` (an invoice's tax at one rate, or its gross),
+    out of a payment of `paid` towards the invoice's `whole`, of which `refunded` went back
+    before carrying `taken`: its proportion, rounded once and never more than is left; the
+    refund that completes the payment takes all that is left, so the refunds of a payment
+    refunded in full carry exactly the payment's share (SPEC "The books", invariant 4)."""
+    left = share_of(part, whole, paid, rounding) - taken
+    if refunded + amount >= paid:
+        return left
+    return min(share_of(part, whole, amount, rounding), left)
+
+
 def money_sum(amounts, currency: str) -> Money:
     total = zero(currency)
     for amount in amounts:

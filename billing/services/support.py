@@ -18,8 +18,10 @@ Rules:
 - A refund goes back to the card through the processor, in full or in part, never more than
   is left of the payment. Its idempotency key is the payment's key and the refund's number, so
   asking again after a lost answer never refunds twice. Each refund is a credit note of kind
-  refund on the payment's invoice; the payment keeps what was refunded and is `refunded` once
-  all of it is. A payment made with account credit never reaches the processor: not refundable.
+  refund on the payment's invoice, carrying its share of the tax; the refund that completes a
+  payment carries what is left of the payment's tax (store.money.refund_share). The payment
+  keeps what was refunded and is `refunded` once all of it is. A payment made with account
+  credit never reaches the processor: not refundable.
 - A change of plan on the organisation's behalf is a quote made by the staff member, applied
   either by charging the card on file (the portal's Pay) or without charging, the amount due
   waived (audited, printed on the invoice as not collected).
@@ -27,6 +29,7 @@ Rules:
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -64,7 +67,7 @@ from store.money import (
     breakdown_to_json,
     format_money,
     is_whole_minor_units,
-    share_of,
+    refund_share,
     zero,
 )
 
@@ -305,12 +308,23 @@ def _refund_record(payment: Payment, amount: Money, refund_id: str, staff: User,
                    reason: str) -> CreditNote:
     invoice = payment.invoice
     currency = str(amount.currency)
-    # The refund's tax is the invoice's tax, per rate, in the share the refund is of the total.
+    nothing = zero(currency)
+    # What the payment's earlier refunds carried, per rate (tax, and tax included).
+    taken: dict = {}
+    for earlier in payment.credit_notes.filter(kind=CreditNote.Kind.REFUND):
+        for group in earlier.taxes:
+            tax, gross = taken.get(group["rate"], (nothing, nothing))
+            taken[group["rate"]] = (tax + group["tax"], gross + group["subtotal"] + group["tax"])
+    # The refund's tax is the invoice's tax, per rate, in the share the refund is of the total;
+    # the refund that completes the payment takes what is left of the payment's share.
+    share = partial(refund_share, whole=invoice.total, paid=payment.amount,
+                    refunded=payment.amount_refunded or nothing, amount=amount,
+                    rounding=invoice.tax_rounding)
     taxes = []
     for group in invoice.taxes if invoice.total.amount > 0 else []:
-        tax = share_of(group["tax"], invoice.total, amount, invoice.tax_rounding)
-        gross = share_of(group["subtotal"] + group["tax"], invoice.total, amount,
-                         invoice.tax_rounding)
+        tax_before, gross_before = taken.get(group["rate"], (nothing, nothing))
+        tax = share(group["tax"], taken=tax_before)
+        gross = share(group["subtotal"] + group["tax"], taken=gross_before)
         taxes.append({"rate": group["rate"], "subtotal": gross - tax, "tax": tax})
     tax = sum((group["tax"] for group in taxes), zero(currency))
     note = CreditNote.objects.create(

@@ -11,7 +11,7 @@ from django.test import override_settings
 from djmoney.money import Money
 
 from accounts.models import AuditEvent, User
-from billing.models import CreditEntry, Invoice, Payment, Status, Subscription
+from billing.models import CreditEntry, CreditNote, Invoice, Payment, Status, Subscription
 from billing.pricing import Change
 from billing.services import charging, lifecycle
 from billing.services.payments import quote_pay
@@ -178,3 +178,40 @@ def test_credit_granted_while_a_card_payment_is_being_confirmed_waits_in_the_bal
     assert (pending.state, pending.amount, renewal.state) == ("succeeded", yen(6732), "paid")
     assert_balances(renewal)
     assert sub(admin.organisation).credit_balance == yen(5000)  # kept for what comes next
+
+
+# Tax on refunds in parts ----------------------------------------------------------------------
+
+def refund_in_parts(client, admin, parts: list[int]) -> tuple[Invoice, Payment]:
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    invoice = buy(admin)
+    payment = Payment.objects.get(invoice=invoice)
+    assert (payment.amount, invoice.tax) == (yen(6732), yen(612))
+    for part in parts:
+        act(client, "payment", payment.pk, "refund", amount=str(part),
+            reason="Refunded in parts")
+    payment.refresh_from_db()
+    assert (payment.state, payment.amount_refunded) == ("refunded", payment.amount)
+    return invoice, payment
+
+
+def assert_notes_carry_the_payment(invoice: Invoice, payment: Payment) -> None:
+    notes = list(CreditNote.objects.filter(payment=payment))
+    assert sum((note.tax for note in notes), yen(0)) == invoice.tax
+    assert sum((note.subtotal for note in notes), yen(0)) == invoice.subtotal
+    for note in notes:
+        assert note.subtotal + note.tax == note.total
+        assert [(group["subtotal"], group["tax"]) for group in note.taxes] == [
+            (note.subtotal, note.tax)]
+
+
+def test_a_payment_refunded_in_two_parts_gives_back_exactly_the_tax_it_was_charged(
+        staff_client, admin):
+    invoice, payment = refund_in_parts(staff_client, admin, [1, 6731])
+    assert_notes_carry_the_payment(invoice, payment)
+
+
+def test_a_payment_refunded_in_three_parts_gives_back_exactly_the_tax_it_was_charged(
+        staff_client, admin):
+    invoice, payment = refund_in_parts(staff_client, admin, [1, 3, 6728])
+    assert_notes_carry_the_payment(invoice, payment)
