@@ -46,3 +46,6 @@ def test_with_the_sandbox_it_buys_the_demo_plan_once(catalog, payment_sandbox):
             subscription.team_licences) == (Status.ACTIVE, "standard", 5, 2)
     assert list(Invoice.objects.values_list("state", flat=True)) == [Invoice.State.PAID]
     assert admin.organisation.users.filter(is_active=True).count() == 5
+    books = io.StringIO()
+    call_command("check_books", stdout=books)
+    assert books.getvalue().startswith("the books balance: 1 subscriptions, 1 invoices")
