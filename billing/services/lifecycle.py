@@ -32,12 +32,12 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest, Least
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from accounts.models import Organisation, User
+from accounts.models import ActorKind, AuditEvent, LicenceType, Organisation, Role, User
 from billing import periods
 from billing.declines import decline_message
 from billing.entitlements_cache import entitlements_forget
@@ -510,15 +510,64 @@ def _free_quantities(row: dict, free: Plan) -> dict:
             "team_licences": 0, "storage_units": 0}
 
 
-def _move_to_free(batch: list[dict], reason: str, now: dt.datetime, free: Plan) -> None:
+def _move_to_free(batch: list[dict], reason: str, now: dt.datetime,
+                  free: Plan) -> dict[int, list[str]]:
     """Move a batch to Free (one UPDATE, one history INSERT; the caller holds the rows' locks)
-    with a ledger row per quantity that changed (one INSERT for the batch, none when none did)."""
+    with a ledger row per quantity that changed (one INSERT for the batch, none when none did),
+    and deactivate the users Free has no licence for. Returns who was deactivated, by
+    organisation id, as the admins' email names them."""
     ledger_record_many(
         (LedgerChange(row["id"], row["organisation_id"],
                       {field: row[field] for field in QUANTITY_FIELDS},
                       _free_quantities(row, free))
          for row in batch), reason=reason, now=now)
     _move(batch, Status.FREE, reason, now, **_free_changes(free))
+    return _deactivate_over_free(batch, reason, now, free)
+
+
+def _deactivate_over_free(batch: list[dict], reason: str, now: dt.datetime,
+                          free: Plan) -> dict[int, list[str]]:
+    """Active users never exceed licences (SPEC "The books" 6): on Free, the admins and then the
+    longest-standing active users keep a licence of their type, the rest are deactivated and
+    audited (SPEC "Automatic move to Free"). A constant number of statements per batch."""
+    limits = {row["organisation_id"]: {LicenceType.REGULAR: _free_quantities(row, free)[
+        "regular_licences"], LicenceType.TEAM: 0} for row in batch}
+    # People changes lock the organisation after the subscription (accounts.services' order):
+    # none interleaves with the count below.
+    list(Organisation.objects.select_for_update(no_key=True).filter(pk__in=limits)
+         .values_list("pk", flat=True))
+    users = (User.objects.filter(organisation_id__in=limits, is_active=True)
+             .order_by("organisation_id",
+                       Case(When(role=Role.ADMIN, then=Value(0)), default=Value(1)),
+                       "date_joined", "pk")
+             .values("pk", "organisation_id", "role", "licence_type", "email", "name"))
+    kept: dict[tuple[int, str], int] = {}
+    over = []
+    for user in users:
+        place = (user["organisation_id"], user["licence_type"])
+        if kept.get(place, 0) < limits[user["organisation_id"]][user["licence_type"]]:
+            kept[place] = kept.get(place, 0) + 1
+        else:
+            over.append(user)
+    if not over:
+        return {}
+    User.objects.filter(pk__in=[user["pk"] for user in over]).update(is_active=False)
+    AuditEvent.objects.bulk_create(
+        AuditEvent(organisation_id=user["organisation_id"], actor=None,
+                   actor_kind=ActorKind.SYSTEM, actor_label="system", action="user.deactivated",
+                   target_type=User._meta.label_lower, target_id=str(user["pk"]),
+                   before={"role": user["role"], "licence_type": user["licence_type"],
+                           "is_active": True},
+                   after={"role": user["role"], "licence_type": user["licence_type"],
+                          "is_active": False},
+                   reason=f"{reason}: no {user['licence_type']} licence left on Free",
+                   created_at=now)
+        for user in over)
+    named: dict[int, list[str]] = {}
+    for user in over:
+        named.setdefault(user["organisation_id"], []).append(
+            f"{user['name']} ({user['email']})" if user["name"] else user["email"])
+    return named
 
 
 def sweep_moves_to_free() -> dict:
@@ -538,14 +587,15 @@ def sweep_moves_to_free() -> dict:
             return 0
         returned = invoices_void(invoice_ids=[row["open_invoice_id"] for row in due
                                               if row["open_invoice_id"]])
-        _move_to_free(due, "locked for too long: moved to Free", now, free)
+        deactivated = _move_to_free(due, "locked for too long: moved to Free", now, free)
         # The credit the void invoices spent is the accounts' again (rare: one UPDATE each).
         for subscription_id, amount in returned.items():
             Subscription.objects.filter(pk=subscription_id).update(
                 credit_balance=F("credit_balance") + amount.amount)
         notify_all([Event(row["organisation_id"], Notification.Kind.MOVED_TO_FREE,
                           f"moved_to_free:{row['id']}:{row['open_invoice__number'] or ''}",
-                          {"number": row["open_invoice__number"] or ""})
+                          {"number": row["open_invoice__number"] or "",
+                           "deactivated": deactivated.get(row["organisation_id"], [])})
                     for row in due], new=True)
         return len(due)
 

@@ -8,14 +8,17 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.core import mail
 from django.db import DatabaseError, connection
 from django.db.models import Sum
 from djmoney.money import Money
 
+from accounts.models import AuditEvent, LicenceType, User
 from billing.models import CreditEntry, Invoice, Payment, Status, Subscription
 from billing.pricing import Change
 from billing.selectors import free_move_at
 from billing.services import lifecycle
+from billing.services.licences import active_users
 from billing.services.payments import quote_pay
 from billing.services.quotes import quote_create
 from billing.services.support import support_credit_grant
@@ -24,7 +27,7 @@ from store.models import Plan
 from tests.accounts.factories import AdminFactory, UserFactory
 from tests.billing.faults import processor_down
 from tests.billing.helpers import DECLINING_CARD, GOOD_CARD, card_on_file, processor_charges
-from tests.billing.test_processor_down import bought
+from tests.billing.test_processor_down import BOUGHT, bought
 
 pytestmark = pytest.mark.usefixtures("payment_sandbox")
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -211,3 +214,50 @@ def test_a_retry_that_fails_does_not_stop_the_sweep_for_later_organisations(db, 
     assert sub(later).status == Status.ACTIVE
     assert sub(first).status == Status.PAST_DUE
     assert f"subscription {sub(first).pk}" in caplog.text
+
+
+# 4. No more active users than licences after the move to Free ------------------------------
+
+def test_the_move_to_free_keeps_the_admins_and_longest_standing_users_within_free_limits(
+        admin, django_capture_on_commit_callbacks):
+    organisation = admin.organisation
+    card_on_file(organisation=organisation, acting_user=admin)
+    with clock.travel(BOUGHT):
+        quote = quote_create(organisation=organisation, acting_user=admin, change=Change(
+            Plan.objects.get(code="standard"), "monthly", 5, 1, 0))
+        assert quote_pay(organisation=organisation, quote_id=quote.pk, acting_user=admin).charged
+    card_on_file(organisation=organisation, acting_user=admin, number=DECLINING_CARD)
+    # The admin joined last: admins stay first all the same, then by how long they have been.
+    admin.date_joined = BOUGHT + dt.timedelta(days=5)
+    admin.save(update_fields=["date_joined"])
+    members = [UserFactory(organisation=organisation, name=f"Member {n}",
+                           date_joined=BOUGHT + dt.timedelta(days=n)) for n in range(4)]
+    team = UserFactory(organisation=organisation, name="Team member",
+                       licence_type=LicenceType.TEAM, date_joined=BOUGHT - dt.timedelta(days=1))
+    due = sub(admin).current_period_end
+    with clock.travel(due):
+        lifecycle.sweep_renewals()
+    with clock.travel(sub(admin).grace_ends_at):
+        lifecycle.sweep_locks()
+    locked = sub(admin)
+    mail.outbox.clear()
+
+    with clock.travel(free_move_at(subscription=locked, time_zone=organisation.time_zone)), \
+            django_capture_on_commit_callbacks(execute=True):
+        assert lifecycle.sweep_moves_to_free() == {"moved_to_free": 1}
+
+    subscription = sub(admin)
+    assert (subscription.regular_licences, subscription.team_licences) == (3, 0)
+    assert active_users(organisation.pk) == {"regular": 3, "team": 0}
+    active = set(User.objects.filter(organisation=organisation, is_active=True))
+    assert active == {admin, members[0], members[1]}
+    gone = [members[2], members[3], team]
+    audited = AuditEvent.objects.filter(organisation=organisation, action="user.deactivated")
+    assert sorted(int(e.target_id) for e in audited) == sorted(u.pk for u in gone)
+    assert {(e.actor_kind, e.after["is_active"]) for e in audited} == {("system", False)}
+    [email] = mail.outbox
+    assert email.to == [admin.email]
+    for user in gone:
+        assert user.email in email.body
+    for user in (members[0], members[1]):
+        assert user.email not in email.body
