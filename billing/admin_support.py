@@ -1,12 +1,24 @@
 """Support actions in Django admin: one page per action, reached from the change page of the row
 it acts on. The page asks for the values and a reason, then shows what will change; only the
 confirmation applies it, through billing.services.support. Each action needs its own permission
-(the "support" group holds them); without it the page answers 403."""
+(the "support" group holds them); without it the page answers 403.
+
+A confirmation applies once, to what was reviewed: the review issues a signed one-time
+confirmation bound to the action, the row, the staff member and every value shown (the amount,
+the quote's id); a confirmation without it, for another row, or with a changed value is
+refused (400), and a second use of it too (409; used ones are remembered in the cache, whose
+`add` is atomic, for longer than one stays valid). Processor keys are derived from it, so a
+refund confirmed twice reaches the processor once."""
+import hashlib
+import json
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django import forms
 from django.contrib import messages
+from django.core import signing
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
@@ -16,7 +28,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from djmoney.money import Money
 
-from billing.errors import BillingError
+from billing.errors import BillingError, ProcessorUnavailable
 from billing.models import Payment, Status, Subscription
 from billing.pricing import Change
 from billing.services import support
@@ -80,6 +92,61 @@ def _when(moment) -> str:
 
 def _money(amount) -> str:
     return format_money(amount, "en") if amount is not None else "—"
+
+
+CONFIRMATION_SALT = "billing.admin_support.confirmation"
+CONFIRMATION_MAX_AGE = 60 * 60  # seconds: a review left longer is reviewed again
+# Posted with a confirmation but not part of what was reviewed.
+NOT_REVIEWED = frozenset({"csrfmiddlewaretoken", "confirm", "confirmation"})
+
+
+class Refused(Exception):
+    """A confirmation that cannot be applied: its HTTP status and the sentence shown."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _binding(action: str, obj, staff, values: dict) -> dict:
+    reviewed = json.dumps(sorted((name, str(value)) for name, value in values.items()))
+    return {"action": action, "row": f"{obj._meta.label_lower}:{obj.pk}", "staff": staff.pk,
+            "values": hashlib.sha256(reviewed.encode()).hexdigest()}
+
+
+def confirmation_issue(*, action: str, obj, staff, values: dict) -> str:
+    """A one-time confirmation for the review of `values` (what the confirm button posts)."""
+    return signing.dumps({**_binding(action, obj, staff, values), "once": uuid.uuid4().hex},
+                         salt=CONFIRMATION_SALT)
+
+
+def _used_key(once: str) -> str:
+    return f"support-confirmation-used:{once}"
+
+
+def confirmation_redeem(*, action: str, obj, staff, posted) -> str:
+    """Check a posted confirmation against what it confirms and use it up; returns its
+    one-time part (from which processor keys are derived)."""
+    values = {name: value for name, value in posted.items() if name not in NOT_REVIEWED}
+    try:
+        payload = signing.loads(posted.get("confirmation", ""), salt=CONFIRMATION_SALT,
+                                max_age=CONFIRMATION_MAX_AGE)
+    except signing.BadSignature:  # none, forged, or expired
+        payload = {}
+    once = payload.pop("once", "") if isinstance(payload, dict) else ""
+    if not once or payload != _binding(action, obj, staff, values):
+        raise Refused(400, _("Review the change first: this confirmation is not the one "
+                             "shown for these values on this page."))
+    if not cache.add(_used_key(once), staff.pk, timeout=CONFIRMATION_MAX_AGE + 60):
+        raise Refused(409, _("This confirmation was already used: the action was applied "
+                             "once. Review it again to apply it again."))
+    return once
+
+
+def confirmation_release(once: str) -> None:
+    """Let a confirmation be used again, when the processor did not answer: confirming again
+    asks it with the same key."""
+    cache.delete(_used_key(once))
 
 
 class SupportAction:
@@ -269,8 +336,9 @@ class ChangePlan(SupportAction):
         if not data.get("quote"):
             raise BillingError(_("Review the change first."))
         invoice = support.support_plan_change(
-            quote_id=data["quote"], charge=data["payment"] == PlanChangeForm.CHARGE,
-            staff=staff, reason=data["reason"])
+            organisation=obj.organisation, quote_id=data["quote"],
+            charge=data["payment"] == PlanChangeForm.CHARGE, staff=staff,
+            reason=data["reason"])
         return _("The change is applied: invoice %(number)s.") % {"number": invoice.number}
 
 
@@ -302,7 +370,8 @@ class Refund(SupportAction):
     def apply(self, obj, data, staff):
         note = support.support_refund(payment_id=obj.pk,
                                       amount=Money(data["amount"], obj.amount.currency),
-                                      staff=staff, reason=data["reason"])
+                                      staff=staff, reason=data["reason"],
+                                      confirmation=data["confirmation"])
         return _("Refunded %(amount)s (credit note %(number)s).") % {
             "amount": _money(note.total), "number": note.number}
 
@@ -361,25 +430,45 @@ class SupportActionsMixin:
         opts = self.model._meta
         change_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
         form = act.form_class(request.POST or None, initial=act.initial(obj))
-        rows, carried = [], {}
+        rows, carried, status, resend = [], {}, 200, False
         if request.method == "POST" and form.is_valid():
+            confirming = "confirm" in request.POST
             try:
-                if "confirm" in request.POST:
-                    message = act.apply(obj, form.cleaned_data, request.user)
+                if confirming:
+                    once = confirmation_redeem(action=act.name, obj=obj, staff=request.user,
+                                               posted=request.POST)
+                    try:
+                        message = act.apply(obj, {**form.cleaned_data, "confirmation": once},
+                                            request.user)
+                    except ProcessorUnavailable:
+                        # Unknown outcome: the same confirmation, offered again, re-asks the
+                        # processor under the same key.
+                        confirmation_release(once)
+                        carried, resend = dict(request.POST.items()), True
+                        carried.pop("confirm", None)
+                        carried.pop("csrfmiddlewaretoken", None)
+                        raise
                     self.message_user(request, message, messages.SUCCESS)
                     return redirect(change_url)
                 rows, extra = act.preview(obj, form.cleaned_data)
                 carried = {name: value for name, value in request.POST.items()
                            if name in form.fields}
                 carried.update(extra)
+                carried["confirmation"] = confirmation_issue(
+                    action=act.name, obj=obj, staff=request.user, values=carried)
+            except Refused as refused:
+                form.add_error(None, str(refused))
+                rows, status = [], refused.status
             except BillingError as error:
                 form.add_error(None, str(error))
-                rows = []
+                rows, status = [], 400 if confirming else 200
         context = {**self.admin_site.each_context(request), "opts": opts, "original": obj,
                    "title": act.title, "form": form, "rows": rows, "carried": carried,
-                   "change_url": change_url, "reason": form.cleaned_data.get("reason", "")
+                   "resend": resend, "change_url": change_url,
+                   "reason": form.cleaned_data.get("reason", "")
                    if form.is_bound and form.is_valid() else ""}
-        return TemplateResponse(request, "admin/billing/support_action.html", context)
+        return TemplateResponse(request, "admin/billing/support_action.html", context,
+                                status=status)
 
 
 def subscription_admin_url(subscription: Subscription) -> str:

@@ -36,7 +36,7 @@ from django.utils.translation import gettext as _
 from djmoney.money import Money
 
 from accounts.audit import audit_record
-from accounts.models import Organisation, User
+from accounts.models import AuditEvent, Organisation, User
 from billing import gateway
 from billing.errors import BillingError, ProcessorUnavailable
 from billing.models import (
@@ -278,21 +278,34 @@ def _refund_check(payment: Payment, amount: Money) -> None:
                              "this payment.") % {"left": left}, code="bad_amount")
 
 
-def support_refund(*, payment_id: int, amount: Money, staff: User, reason: str) -> CreditNote:
-    """Refund `amount` of a card payment through the processor, as a credit note."""
+def support_refund(*, payment_id: int, amount: Money, staff: User, reason: str,
+                   confirmation: str = "") -> CreditNote:
+    """Refund `amount` of a card payment through the processor, as a credit note.
+
+    `confirmation` is the one-time confirmation of the review support confirmed
+    (billing.admin_support): the processor key is derived from it, and a refund recorded under
+    it refuses a second, so confirming the same review twice never refunds twice, while
+    confirming it again after a lost answer asks the processor with the same key. Without one
+    (a caller with no review), the refund's number stands in for it."""
     reason = _reason(reason)
-    with transaction.atomic():  # 1: check under locks and fix the refund's number
+    with transaction.atomic():  # 1: check under locks and fix the refund's key
         payment = _lock_payment(payment_id)
+        if confirmation and AuditEvent.objects.filter(
+                action="support.refunded", target_type=Payment._meta.label_lower,
+                target_id=str(payment.pk), after__confirmation=confirmation).exists():
+            raise BillingError(_("This refund was already made: confirming its review again "
+                                 "refunds nothing more."), code="already_applied")
         _refund_check(payment, amount)
-        number = payment.credit_notes.count() + 1
-    key = f"{payment.idempotency_key}:support:{number}"
+        confirmation = confirmation or str(payment.credit_notes.count() + 1)
+    key = f"{payment.idempotency_key}:support:{confirmation}"
     try:  # 2: the processor, with no transaction open
         refund_id = gateway.refund_create(intent_id=payment.processor_id, amount=amount,
                                           idempotency_key=key)
     except gateway.GatewayUnavailable as error:
         raise ProcessorUnavailable(_(
             "The payment service did not answer, so it is not known whether the refund was "
-            "made. Refunding the same amount again is safe: it cannot refund twice.")) from error
+            "made. Confirming the same refund again is safe: it carries the same key, so it "
+            "cannot refund twice.")) from error
     except gateway.GatewayError as error:
         raise BillingError(_("The payment service refused the refund: %(why)s")
                            % {"why": error}, code="processor_error") from error
@@ -301,11 +314,11 @@ def support_refund(*, payment_id: int, amount: Money, staff: User, reason: str) 
         recorded = CreditNote.objects.filter(processor_refund_id=refund_id).first()
         if recorded is not None:
             return recorded
-        return _refund_record(payment, amount, refund_id, staff, reason)
+        return _refund_record(payment, amount, refund_id, staff, reason, confirmation)
 
 
 def _refund_record(payment: Payment, amount: Money, refund_id: str, staff: User,
-                   reason: str) -> CreditNote:
+                   reason: str, confirmation: str) -> CreditNote:
     invoice = payment.invoice
     currency = str(amount.currency)
     nothing = zero(currency)
@@ -343,7 +356,8 @@ def _refund_record(payment: Payment, amount: Money, refund_id: str, staff: User,
     audit_record(organisation=payment.organisation, actor=staff, action="support.refunded",
                  target=payment, before=before,
                  after={"state": payment.state, "amount_refunded": str(payment.amount_refunded),
-                        "refund": refund_id, "amount": str(amount), "credit_note": note.number},
+                        "refund": refund_id, "amount": str(amount), "credit_note": note.number,
+                        "confirmation": confirmation},
                  reason=reason)
     organisation = payment.organisation
     notify(organisation=organisation, kind=Notification.Kind.REFUND, key=f"refund:{note.number}",
@@ -360,11 +374,16 @@ def support_plan_quote(*, organisation: Organisation, change: Change, staff: Use
     return quote_create(organisation=organisation, acting_user=staff, change=change)
 
 
-def support_plan_change(*, quote_id, charge: bool, staff: User, reason: str) -> Invoice:
-    """Apply a quote made by support: charging the card on file, or not charging at all."""
+def support_plan_change(*, organisation: Organisation, quote_id, charge: bool, staff: User,
+                        reason: str) -> Invoice:
+    """Apply a quote made by support for `organisation`: charging the card on file, or not
+    charging at all. A quote of another organisation, or none, is refused: the subject acted
+    on is the page's, never the one a posted id names."""
     reason = _reason(reason)
-    quote = Quote.objects.select_related("organisation").get(pk=quote_id)
-    organisation = quote.organisation
+    quote = Quote.objects.filter(pk=quote_id, organisation=organisation).first()
+    if quote is None:
+        raise BillingError(_("This change was not reviewed for this organisation, or its review "
+                             "is gone: review the change again."), code="unknown_quote")
     if charge:
         result: PayResult = quote_pay(organisation=organisation, quote_id=quote.pk,
                                       acting_user=staff)

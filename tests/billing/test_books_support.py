@@ -3,6 +3,7 @@ can of an owed invoice, the tax on a payment refunded in parts, and support acti
 to their own subject. Through Django admin as a support user, against PostgreSQL and
 localstripe."""
 import datetime as dt
+import uuid
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,14 +12,17 @@ from django.test import override_settings
 from djmoney.money import Money
 
 from accounts.models import AuditEvent, User
+from billing.errors import BillingError
 from billing.models import CreditEntry, CreditNote, Invoice, Payment, Status, Subscription
 from billing.pricing import Change
 from billing.services import charging, lifecycle
 from billing.services.payments import quote_pay
 from billing.services.quotes import quote_create
+from billing.services.support import support_plan_change
 from store import clock
 from store.models import Plan
 from tests.accounts.factories import AdminFactory
+from tests.billing.factories import subscription_in
 from tests.billing.helpers import DECLINING_CARD, GOOD_CARD, _sandbox, card_on_file
 from tests.store.helpers import admin_login
 
@@ -215,3 +219,119 @@ def test_a_payment_refunded_in_three_parts_gives_back_exactly_the_tax_it_was_cha
         staff_client, admin):
     invoice, payment = refund_in_parts(staff_client, admin, [1, 3, 6728])
     assert_notes_carry_the_payment(invoice, payment)
+
+
+# Support actions apply once, to their own subject ---------------------------------------------
+
+def refunds_at_processor(payment: Payment) -> list[int]:
+    listed = _sandbox().v1.refunds.list(params={"payment_intent": payment.processor_id})
+    return sorted(refund.amount for refund in listed.auto_paging_iter())
+
+
+def change_plan_review(client, subscription: Subscription):
+    return review(client, "subscription", subscription.pk, "change-plan",
+                  plan=Plan.objects.get(code="professional").pk, cycle="monthly",
+                  regular_licences=3, team_licences=0, storage_units=0, payment="no_charge",
+                  reason="Compensation")
+
+
+def test_confirming_a_credit_grant_twice_grants_once(staff_client):
+    subscription = subscription_in(Status.ACTIVE)
+    reviewed = review(staff_client, "subscription", subscription.pk, "grant-credit",
+                      amount="1500", reason="Goodwill for the outage")
+
+    first = confirm(staff_client, "subscription", subscription.pk, "grant-credit", reviewed)
+    again = confirm(staff_client, "subscription", subscription.pk, "grant-credit", reviewed)
+
+    assert first.status_code == 302
+    assert again.status_code == 409 and "already" in again.content.decode()
+    assert CreditEntry.objects.filter(kind=CreditEntry.Kind.GRANTED).count() == 1
+    assert sub(subscription.organisation).credit_balance == yen(1500)
+    assert AuditEvent.objects.filter(action="support.credit_granted").count() == 1
+
+
+def test_a_confirmation_without_its_review_is_refused(staff_client):
+    subscription = subscription_in(Status.ACTIVE)
+
+    skipped = staff_client.post(support_url("subscription", subscription.pk, "grant-credit"),
+                                {"amount": "1500", "reason": "No review", "confirm": "1"})
+
+    assert skipped.status_code == 400 and "Review" in skipped.content.decode()
+    assert not CreditEntry.objects.filter(kind=CreditEntry.Kind.GRANTED).exists()
+
+
+def test_a_reviewed_amount_cannot_be_changed_at_confirmation(staff_client):
+    subscription = subscription_in(Status.ACTIVE)
+    reviewed = review(staff_client, "subscription", subscription.pk, "grant-credit",
+                      amount="15", reason="Goodwill")
+
+    changed = staff_client.post(support_url("subscription", subscription.pk, "grant-credit"),
+                                {**reviewed.context["carried"], "amount": "150000",
+                                 "confirm": "1"})
+
+    assert changed.status_code == 400
+    assert not CreditEntry.objects.filter(kind=CreditEntry.Kind.GRANTED).exists()
+
+
+def test_confirming_a_partial_refund_twice_refunds_once_at_the_processor(staff_client, admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    payment = Payment.objects.get(invoice=buy(admin))
+    reviewed = review(staff_client, "payment", payment.pk, "refund", amount="1000",
+                      reason="A seat never used")
+
+    first = confirm(staff_client, "payment", payment.pk, "refund", reviewed)
+    again = confirm(staff_client, "payment", payment.pk, "refund", reviewed)
+
+    assert (first.status_code, again.status_code) == (302, 409)
+    assert refunds_at_processor(payment) == [1000]
+    payment.refresh_from_db()
+    assert payment.amount_refunded == yen(1000)
+    assert CreditNote.objects.filter(payment=payment).count() == 1
+
+
+def test_a_plan_change_reviewed_for_another_organisation_is_not_applied_to_it(staff_client):
+    mine = subscription_in(Status.ACTIVE)
+    theirs = subscription_in(Status.ACTIVE)
+    for_mine = change_plan_review(staff_client, mine)
+    for_theirs = change_plan_review(staff_client, theirs)
+
+    crossed = staff_client.post(support_url("subscription", mine.pk, "change-plan"), {
+        **for_mine.context["carried"], "quote": for_theirs.context["carried"]["quote"],
+        "confirm": "1"})
+    posted_elsewhere = staff_client.post(support_url("subscription", mine.pk, "change-plan"), {
+        **for_theirs.context["carried"], "confirm": "1"})
+
+    assert (crossed.status_code, posted_elsewhere.status_code) == (400, 400)
+    assert [sub(s.organisation).plan.code for s in (mine, theirs)] == [mine.plan.code,
+                                                                      theirs.plan.code]
+    assert not Invoice.objects.filter(quote__isnull=False,
+                                      organisation__in=[mine.organisation,
+                                                        theirs.organisation]).exclude(
+        pk__in=[mine.paid_invoice_id, theirs.paid_invoice_id]).exists()
+    assert not AuditEvent.objects.filter(action="support.plan_changed").exists()
+
+
+def test_a_plan_change_for_another_organisations_quote_is_refused_by_the_service(staff):
+    mine = subscription_in(Status.ACTIVE)
+    theirs = subscription_in(Status.ACTIVE)
+    quote = quote_create(organisation=theirs.organisation, acting_user=staff,
+                         change=Change(Plan.objects.get(code="professional"), "monthly", 3, 0,
+                                       0))
+
+    with pytest.raises(BillingError) as refused:
+        support_plan_change(organisation=mine.organisation, quote_id=quote.pk, charge=False,
+                            staff=staff, reason="Crossed")
+
+    assert refused.value.code == "unknown_quote"
+    assert sub(theirs.organisation).plan.code == theirs.plan.code
+
+
+def test_an_unknown_quote_id_is_refused_with_a_message(staff_client):
+    subscription = subscription_in(Status.ACTIVE)
+    reviewed = change_plan_review(staff_client, subscription)
+
+    unknown = staff_client.post(support_url("subscription", subscription.pk, "change-plan"), {
+        **reviewed.context["carried"], "quote": str(uuid.uuid4()), "confirm": "1"})
+
+    assert unknown.status_code == 400 and "Review" in unknown.content.decode()
+    assert sub(subscription.organisation).plan.code == subscription.plan.code
