@@ -8,7 +8,8 @@ database system check (billing.W002) warns like the licence ledger's does.
   paid by card yet; a paid one collected its total by card and credit, and left uncollected only
   an amount below the processor's minimum charge.
 - Refunds: never more than the payment; the refund credit notes of a payment add up to what was
-  refunded of it, and a payment is `refunded` exactly when all of it was.
+  refunded of it, and a payment is `refunded` exactly when all of it was (a charge that could not
+  be applied is refunded whole with no invoice, so with no credit note).
 - Licences: active users of a type never exceed the licences of that type (open accounts), and
   each subscription's quantities equal its licence ledger (billing.ledger_checks).
 
@@ -122,6 +123,9 @@ def _refunds(using: str) -> list[Discrepancy]:
                         "amount_refunded")):
         subject = f"payment {row['pk']} ({row['idempotency_key']})"
         currency, paid = row["amount_currency"], row["amount"]
+        if (row["state"] == Payment.State.REFUNDED and row["amount_refunded"] is None
+                and row["pk"] not in noted):
+            continue  # a charge that could not be applied, refunded whole: nothing invoiced
         refunded, noted_total = row["amount_refunded"] or NOTHING, noted.get(row["pk"], NOTHING)
         if refunded > paid:
             found.append(Discrepancy("refund", subject, f"{refunded} {currency} refunded of "

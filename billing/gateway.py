@@ -17,7 +17,7 @@ import stripe
 from django.conf import settings
 from djmoney.money import Money
 
-from store.money import to_minor_units
+from store.money import from_minor_units, to_minor_units
 
 
 class GatewayError(Exception):
@@ -233,6 +233,37 @@ def refund_create(*, intent_id: str, idempotency_key: str, amount: Money | None 
     refund = _call(_client().v1.refunds.create, params=params,
                    options={"idempotency_key": f"{idempotency_key}:refund"})
     return refund.id
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A charge the processor made for a customer: what reconciliation compares with Kanri's
+    payments (`intent_id` is the PaymentIntent Kanri stored as the payment's processor id)."""
+
+    processor_id: str
+    intent_id: str
+    succeeded: bool
+    amount: Money
+    refunded: Money
+
+
+def charges_list(*, customer_id: str, since: int | None = None) -> list[Charge]:
+    """Every charge of one customer (since a Unix time), every page of them. A customer the
+    processor no longer knows raises ResourceMissing."""
+    params = {"customer": customer_id, "limit": 100}
+    if since is not None:
+        params["created"] = {"gt": since}
+    page = _call(_client().v1.charges.list, params=params)
+    charges = []
+    for resource in _call(lambda: list(page.auto_paging_iter())):
+        charge = resource.to_dict()
+        currency = charge["currency"]
+        charges.append(Charge(
+            processor_id=charge["id"], intent_id=charge.get("payment_intent") or "",
+            succeeded=charge["status"] == "succeeded",
+            amount=from_minor_units(charge["amount"], currency),
+            refunded=from_minor_units(charge.get("amount_refunded") or 0, currency)))
+    return charges
 
 
 def test_card_create(*, number: str = "4242424242424242") -> str:

@@ -69,6 +69,12 @@ def to_minor_units(money: Money) -> int:
     return int(rounded.amount.scaleb(minor_unit_exponent(str(money.currency))))
 
 
+def from_minor_units(amount: int, currency: str) -> Money:
+    """What the processor's integer means: yen as they are, cents as dollars."""
+    currency = currency.upper()
+    return Money(Decimal(amount).scaleb(-minor_unit_exponent(currency)), currency)
+
+
 def prorate(unit: Money, quantity: int, fraction: Decimal) -> Money:
     """unit × quantity × fraction of the period, rounded once (one invoice line)."""
     return round_money(Money(unit.amount * quantity * fraction, unit.currency))
