@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.db.models.functions import Greatest, Least
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -212,14 +212,17 @@ def subscription_renew(*, subscription_id: int) -> str:
         if (subscription.status != Status.ACTIVE or subscription.current_period_end is None
                 or subscription.current_period_end > now):
             return "not_due"
+        # Invoiced already, and the processor did not answer (renewal_payment_failed left it
+        # active, to be charged again at next_retry_at): the same invoice, a new attempt.
+        if subscription.open_invoice_id is not None and (subscription.next_retry_at is None
+                                                         or subscription.next_retry_at > now):
+            return "not_due"
+        # An attempt still open (a Pay in flight, or an answer not yet settled) may change
+        # this subscription: it waits for the next run (SPEC "The books" 7).
+        if Payment.objects.filter(organisation_id=subscription.organisation_id,
+                                  state__in=Payment.OPEN).exists():
+            return "payment_open"
         if subscription.open_invoice_id is not None:
-            # Invoiced already, and the processor did not answer (renewal_payment_failed left
-            # it active, to be charged again at next_retry_at): the same invoice, a new
-            # attempt; none while one is still open.
-            if (subscription.next_retry_at is None or subscription.next_retry_at > now
-                    or Payment.objects.filter(organisation_id=subscription.organisation_id,
-                                              state__in=Payment.OPEN).exists()):
-                return "not_due"
             invoice = Invoice.objects.get(pk=subscription.open_invoice_id)
             payment, token = _open_attempt(subscription, invoice, now)
         else:
@@ -428,6 +431,12 @@ def sweep_retries() -> dict:
     return counts
 
 
+# The organisation has an attempt whose outcome is not known yet: set-based sweeps leave such a
+# row for their next run (SPEC "The books" 7), since the payment may still change it.
+PAYMENT_OPEN = Exists(Payment.objects.filter(organisation_id=OuterRef("organisation_id"),
+                                             state__in=Payment.OPEN))
+
+
 def _batched(queryset, fields: tuple[str, ...], work) -> int:
     """Lock due rows a batch at a time (skipping rows others hold), in primary-key order with a
     cursor, and apply `work` to each batch in its own transaction; returns how many moved.
@@ -484,7 +493,8 @@ def sweep_locks() -> dict:
         return len(batch)
 
     return {"locked": _batched(
-        Subscription.objects.filter(status=Status.PAST_DUE, grace_ends_at__lte=now),
+        Subscription.objects.filter(status=Status.PAST_DUE, grace_ends_at__lte=now)
+        .exclude(PAYMENT_OPEN),
         ("organisation_id", "organisation__language", "organisation__time_zone",
          "open_invoice_id", "open_invoice__total", "open_invoice__total_currency",
          "open_invoice__credit_applied"), lock)}
@@ -577,7 +587,8 @@ def sweep_moves_to_free() -> dict:
     # Calendar months are at least 28 days each: a cheap bound for the query, exact per row.
     candidates = Subscription.objects.filter(
         status=Status.LOCKED,
-        locked_at__lte=now - dt.timedelta(days=28 * settings.KANRI_LOCK_MONTHS))
+        locked_at__lte=now - dt.timedelta(days=28 * settings.KANRI_LOCK_MONTHS)
+    ).exclude(PAYMENT_OPEN)
 
     def move(batch):
         due = [row for row in batch
@@ -646,7 +657,8 @@ def sweep_trial_ends() -> dict:
         return len(batch)
 
     return {"trials_ended": _batched(
-        Subscription.objects.filter(status=Status.TRIALING, trial_ends_at__lte=now),
+        Subscription.objects.filter(status=Status.TRIALING, trial_ends_at__lte=now)
+        .exclude(PAYMENT_OPEN),
         (*TRIAL_FIELDS, *QUANTITY_FIELDS), end)}
 
 

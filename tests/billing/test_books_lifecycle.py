@@ -5,6 +5,7 @@ users than Free's licences; sweeps leave an open payment alone.
 
 Real faults only: PostgreSQL triggers that refuse one organisation's rows, or fail a commit."""
 import datetime as dt
+import uuid
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +22,7 @@ from billing.services import lifecycle
 from billing.services.licences import active_users
 from billing.services.payments import quote_pay
 from billing.services.quotes import quote_create
+from billing.services.subscriptions import trial_start
 from billing.services.support import support_credit_grant
 from store import clock
 from store.models import Plan
@@ -261,3 +263,81 @@ def test_the_move_to_free_keeps_the_admins_and_longest_standing_users_within_fre
         assert user.email in email.body
     for user in (members[0], members[1]):
         assert user.email not in email.body
+
+
+# 5. Jobs leave an open payment alone --------------------------------------------------------
+
+def payment_in_flight(admin) -> Payment:
+    """An attempt another request is still asking the processor about (its lease is live)."""
+    return Payment.objects.create(
+        organisation=admin.organisation, idempotency_key=f"test:in-flight:{admin.pk}",
+        amount=Money(6732, "JPY"), state=Payment.State.PENDING, lease_token=uuid.uuid4(),
+        lease_until=clock.now() + dt.timedelta(days=365))
+
+
+def settled(payment: Payment) -> None:
+    Payment.objects.filter(pk=payment.pk).update(state=Payment.State.FAILED,
+                                                 lease_until=None, failure_code="card_declined")
+
+
+def test_the_lock_sweep_leaves_a_subscription_with_an_open_payment_for_the_next_run(admin):
+    bought(admin, number=DECLINING_CARD)
+    with clock.travel(sub(admin).current_period_end):
+        lifecycle.sweep_renewals()
+    grace_ends = sub(admin).grace_ends_at
+    with clock.travel(grace_ends):
+        payment = payment_in_flight(admin)
+
+        assert lifecycle.sweep_locks() == {"locked": 0}
+        assert sub(admin).status == Status.PAST_DUE
+
+        settled(payment)
+        assert lifecycle.sweep_locks() == {"locked": 1}
+    assert sub(admin).status == Status.LOCKED
+
+
+def test_the_renewals_sweep_leaves_a_subscription_with_an_open_payment_for_the_next_run(admin):
+    due = bought(admin)
+    with clock.travel(due):
+        payment = payment_in_flight(admin)
+
+        assert lifecycle.sweep_renewals() == {"payment_open": 1}
+        assert not Invoice.objects.filter(organisation=admin.organisation,
+                                          kind=Invoice.Kind.RENEWAL).exists()
+
+        settled(payment)
+        assert lifecycle.sweep_renewals() == {"succeeded": 1}
+    assert sub(admin).current_period_start == due
+
+
+def test_the_trial_end_sweep_leaves_a_trial_with_an_open_payment_for_the_next_run(admin):
+    """Buying the plan at the trial's last minute: the sweep does not move it to Free under
+    the payment's feet."""
+    trial = trial_start(organisation=admin.organisation,
+                        plan=Plan.objects.get(code="standard"), acting_user=admin)
+    with clock.travel(trial.trial_ends_at):
+        payment = payment_in_flight(admin)
+
+        assert lifecycle.sweep_trial_ends() == {"trials_ended": 0}
+        assert sub(admin).status == Status.TRIALING
+
+        settled(payment)
+        assert lifecycle.sweep_trial_ends() == {"trials_ended": 1}
+
+
+def test_the_move_to_free_sweep_leaves_a_subscription_with_an_open_payment_for_the_next_run(
+        admin):
+    bought(admin, number=DECLINING_CARD)
+    with clock.travel(sub(admin).current_period_end):
+        lifecycle.sweep_renewals()
+    with clock.travel(sub(admin).grace_ends_at):
+        lifecycle.sweep_locks()
+    locked = sub(admin)
+    with clock.travel(free_move_at(subscription=locked, time_zone=locked.organisation.time_zone)):
+        payment = payment_in_flight(admin)
+
+        assert lifecycle.sweep_moves_to_free() == {"moved_to_free": 0}
+        assert sub(admin).status == Status.LOCKED
+
+        settled(payment)
+        assert lifecycle.sweep_moves_to_free() == {"moved_to_free": 1}
