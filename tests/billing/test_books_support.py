@@ -8,12 +8,22 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core import mail, signing
 from django.test import override_settings
 from djmoney.money import Money
 
 from accounts.models import AuditEvent, User
+from billing.admin_support import CONFIRMATION_SALT
 from billing.errors import BillingError
-from billing.models import CreditEntry, CreditNote, Invoice, Payment, Status, Subscription
+from billing.models import (
+    CreditEntry,
+    CreditNote,
+    Invoice,
+    Notification,
+    Payment,
+    Status,
+    Subscription,
+)
 from billing.pricing import Change
 from billing.services import charging, lifecycle
 from billing.services.payments import quote_pay
@@ -23,6 +33,7 @@ from store import clock
 from store.models import Plan
 from tests.accounts.factories import AdminFactory
 from tests.billing.factories import subscription_in
+from tests.billing.faults import processor_down
 from tests.billing.helpers import DECLINING_CARD, GOOD_CARD, _sandbox, card_on_file
 from tests.store.helpers import admin_login
 
@@ -335,3 +346,44 @@ def test_an_unknown_quote_id_is_refused_with_a_message(staff_client):
 
     assert unknown.status_code == 400 and "Review" in unknown.content.decode()
     assert sub(subscription.organisation).plan.code == subscription.plan.code
+
+
+def test_a_refund_whose_processor_did_not_answer_is_confirmed_again_under_the_same_key(
+        staff_client, admin):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    payment = Payment.objects.get(invoice=buy(admin))
+    reviewed = review(staff_client, "payment", payment.pk, "refund", amount="1000",
+                      reason="A seat never used")
+    with processor_down():
+        unanswered = confirm(staff_client, "payment", payment.pk, "refund", reviewed)
+    assert unanswered.status_code == 400 and "did not answer" in unanswered.content.decode()
+    offered = unanswered.context["carried"]
+    assert offered["confirmation"] == reviewed.context["carried"]["confirmation"]
+
+    again = staff_client.post(support_url("payment", payment.pk, "refund"),
+                              {**offered, "confirm": "1"})
+
+    assert again.status_code == 302
+    assert refunds_at_processor(payment) == [1000]
+    [note] = CreditNote.objects.filter(payment=payment)
+    event = AuditEvent.objects.get(action="support.refunded")
+    once = signing.loads(offered["confirmation"], salt=CONFIRMATION_SALT)["once"]
+    assert (event.after["confirmation"], event.after["credit_note"]) == (once, note.number)
+
+
+def test_confirming_an_email_resend_twice_sends_once(staff_client, admin,
+                                                      django_capture_on_commit_callbacks):
+    notification = Notification.objects.create(
+        organisation=admin.organisation, kind="trial_ending", key="trial_ending:test",
+        context={"plan": "Standard", "ends": "2027-03-16"}, recipients=[admin.email],
+        sent_at=clock.now())
+    reviewed = review(staff_client, "notification", notification.pk, "resend",
+                      reason="Deleted by mistake")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = confirm(staff_client, "notification", notification.pk, "resend", reviewed)
+        again = confirm(staff_client, "notification", notification.pk, "resend", reviewed)
+
+    assert (first.status_code, again.status_code) == (302, 409)
+    assert len(mail.outbox) == 1
+    assert AuditEvent.objects.filter(action="support.email_resent").count() == 1
