@@ -4,23 +4,24 @@ Proration rule: by the exact share of the current paid period still to run, in s
 (`(period_end − now) / (period_end − period_start)`, kept to 12 decimal places). Only time that
 was paid is credited (`Subscription.period_was_paid`): each charge line of the invoice that paid
 the running period is credited for that share, at that line's price and tax rate, and points at
-it. The new configuration is charged for the same remaining share when the billing cycle stays,
-or for a whole new period starting now when the cycle changes or nothing paid is running (Free,
-trial, past due, locked); a new period's end comes from `billing.periods` on the organisation's
-clock. A change that replaces an unpaid renewal (past due, locked) is refused for the
-configuration held (Renew pays it), and otherwise bills the grace days used at the renewal's
-price: its charge lines for the share of its period from the due date to now, or to the lock
-(locked time is free); a move to Free bills none. Each line is rounded once; tax is computed
-once per rate on the sum of that rate's lines, at the rate and rounding fixed in the quote. A
-negative total becomes account credit; a positive one is paid from account credit first, then
-by card.
+it, scaled by how much of that invoice was paid with money and not refunded (`paid_share`: a
+period refunded in full or given free by support earns nothing). The new configuration is
+charged for the same remaining share when the billing cycle stays, or for a whole new period
+starting now when the cycle changes or nothing paid is running (Free, trial, past due, locked);
+a new period's end comes from `billing.periods` on the organisation's clock. A change that
+replaces an unpaid renewal (past due, locked) is refused for the configuration held (Renew pays
+it), and otherwise bills the grace days used at the renewal's price: its charge lines for the
+share of its period from the due date to now, or to the lock (locked time is free); a move to
+Free bills none. Each line is rounded once; tax is computed once per rate on the sum of that
+rate's lines, at the rate and rounding fixed in the quote. A negative total becomes account
+credit; a positive one is paid from account credit first, then by card.
 """
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery, Sum
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from djmoney.money import Money
@@ -28,7 +29,7 @@ from djmoney.money import Money
 from accounts.models import LicenceType, Organisation
 from billing import periods
 from billing.errors import BillingError
-from billing.models import InvoiceLine, Status, Subscription
+from billing.models import CreditNote, InvoiceLine, Status, Subscription
 from billing.models.quotes import LineKind
 from store import clock
 from store.models import AddOn, Plan, Price
@@ -112,16 +113,52 @@ def new_prices(*, change: Change, currency: str) -> list[tuple[Price, int]]:
     return priced
 
 
+def _invoice_sum(model, amount: str, **filters) -> Subquery:
+    """The sum of one money column over the rows of the outer line's invoice."""
+    return Subquery(model.objects.filter(invoice_id=OuterRef("invoice_id"), **filters)
+                    .values("invoice_id").annotate(sum=Sum(amount)).values("sum"))
+
+
 def paid_lines(subscription: Subscription) -> list[InvoiceLine]:
     """The charge lines that paid the running period: what unused time may be credited for.
-    Empty unless the period was paid (the one rule: `Subscription.period_was_paid`)."""
+    Empty unless the period was paid (the one rule: `Subscription.period_was_paid`). Each
+    comes with its invoice, what was refunded of it and what its charge lines add up to, for
+    `paid_share` (in the same query)."""
     if not subscription.period_was_paid:
         return []
     # Lines that end by the period's start are grace days billed with it: used, not unused.
     return list(InvoiceLine.objects.filter(invoice_id=subscription.paid_invoice_id,
                                            kind=LineKind.CHARGE,
                                            period_end__gt=subscription.current_period_start)
-                .select_related("price__plan", "price__addon"))
+                .select_related("price__plan", "price__addon", "invoice")
+                .annotate(refunded=_invoice_sum(CreditNote, "total",
+                                                kind=CreditNote.Kind.REFUND),
+                          charged=_invoice_sum(InvoiceLine, "amount", kind=LineKind.CHARGE)))
+
+
+def _amount(value) -> Decimal:
+    return Decimal(0) if value is None else getattr(value, "amount", value)
+
+
+def paid_share(paid: list[InvoiceLine]) -> Decimal:
+    """How much of what the running period's invoice charged was paid and not refunded, 0 to 1:
+    1 − unpaid ÷ charged, where unpaid = total − paid by card − paid by account credit +
+    refunded (what support waived, what was waived below the minimum, what was refunded) and
+    both are taken before tax (unpaid × subtotal ÷ total; charged = the charge lines' sum),
+    rounded down. The rest of the charges was paid by the unused time the invoice credited.
+    Unused time is credited in this share: a period refunded in full or given free by support
+    earns nothing, one refunded in half earns half. `paid` is `paid_lines`' answer (lines not
+    saved on an invoice count as paid)."""
+    if not paid or paid[0].invoice_id is None:
+        return Decimal(1)
+    line, invoice = paid[0], paid[0].invoice
+    total, charged = invoice.total.amount, _amount(getattr(line, "charged", None))
+    unpaid = (total - invoice.amount_paid.amount - invoice.credit_applied.amount
+              + _amount(getattr(line, "refunded", None)))
+    if total <= 0 or unpaid <= 0 or charged <= 0:
+        return Decimal(1)
+    share = 1 - unpaid * invoice.subtotal.amount / total / charged
+    return min(max(share, Decimal(0)), Decimal(1)).quantize(FRACTION_PLACES, rounding=ROUND_DOWN)
 
 
 def owed_lines(subscription: Subscription) -> list[InvoiceLine]:
@@ -224,10 +261,12 @@ class Lines:
 
 def price_lines(*, subscription: Subscription, change: Change, now: dt.datetime,
                 paid: list, new: list[tuple[Price, int]], tax: TaxRule,
-                time_zone: str, owed: list | None = None) -> Lines:
+                time_zone: str, owed: list | None = None,
+                share: Decimal = Decimal(1)) -> Lines:
     """The quote's lines and the new period, by the rule in this module's docstring. `paid` is
-    the charge lines that paid the running period (`paid_lines`), `owed` those of the unpaid
-    renewal the change replaces (`owed_lines`), `new` the new prices."""
+    the charge lines that paid the running period (`paid_lines`) and `share` how much of them
+    was paid (`paid_share`), `owed` the lines of the unpaid renewal the change replaces
+    (`owed_lines`), `new` the new prices."""
     lines: list[DraftLine] = []
     running = (bool(paid) and subscription.current_period_end is not None
                and subscription.current_period_end > now)
@@ -235,10 +274,11 @@ def price_lines(*, subscription: Subscription, change: Change, now: dt.datetime,
     if running:
         left = remaining_fraction(start=subscription.current_period_start,
                                   end=subscription.current_period_end, now=now)
-        for line in paid:
+        credited = (left * share).quantize(FRACTION_PLACES, rounding=ROUND_DOWN)
+        for line in paid if credited else []:
             lines.append(DraftLine(
-                LineKind.CREDIT, line.price, line.quantity, left,
-                -prorate(line.unit_amount, line.quantity, left), now,
+                LineKind.CREDIT, line.price, line.quantity, credited,
+                -prorate(line.unit_amount, line.quantity, credited), now,
                 subscription.current_period_end, line.tax_rate, line.unit_amount,
                 credits_line=line))
     if change.plan.is_free:
@@ -297,10 +337,10 @@ def quote_price(*, organisation: Organisation, subscription: Subscription,
     currency = subscription.currency
     rule = TaxRule.current(currency)
     new = [] if change.plan.is_free else new_prices(change=change, currency=currency)
-    priced = price_lines(subscription=subscription, change=change, now=clock.now(),
-                         paid=paid_lines(subscription) if paid is None else paid, new=new,
-                         tax=rule, time_zone=organisation.time_zone,
-                         owed=owed_lines(subscription))
+    paid = paid_lines(subscription) if paid is None else paid
+    priced = price_lines(subscription=subscription, change=change, now=clock.now(), paid=paid,
+                         new=new, tax=rule, time_zone=organisation.time_zone,
+                         owed=owed_lines(subscription), share=paid_share(paid))
     subtotal = money_sum((line.amount for line in priced.lines), currency)
     taxes = tax_by_rate([(line.tax_rate, line.amount) for line in priced.lines], rule.rounding,
                         currency)

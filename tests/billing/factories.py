@@ -5,7 +5,7 @@
 made here: tests of charging use the sandbox), `past_due` and `locked` are that subscription
 after failed renewals, `trialing` is a Standard trial, `free` is sign-up's state.
 """
-from billing.models import Status, Subscription
+from billing.models import Invoice, Status, Subscription
 from billing.pricing import Change
 from billing.services.quotes import quote_create
 from billing.services.subscriptions import (
@@ -24,7 +24,11 @@ def paid_quote_applied(*, admin, plan="standard", cycle="monthly", regular=3, te
                          change=Change(Plan.objects.get(code=plan), cycle, regular, team,
                                        storage))
     subscription = Subscription.objects.select_for_update().get(organisation=admin.organisation)
-    subscription_apply_quote(quote=quote, subscription=subscription, payment=None, actor=admin)
+    invoice = subscription_apply_quote(quote=quote, subscription=subscription, payment=None,
+                                       actor=admin)
+    # Paid, as this factory promises (the charge is not made here): an invoice nobody paid
+    # would be time given free, which earns no credit (billing.pricing.paid_share).
+    Invoice.objects.filter(pk=invoice.pk).update(amount_paid=quote.amount_due)
     return Subscription.objects.get(pk=subscription.pk)
 
 

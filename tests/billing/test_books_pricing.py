@@ -9,13 +9,15 @@ from django.utils import translation
 from djmoney.money import Money
 
 from billing.errors import BillingError
-from billing.models import Invoice, Status, Subscription
+from billing.models import Invoice, Payment, Status, Subscription
 from billing.pricing import Change
 from billing.services import lifecycle
 from billing.services.payments import quote_pay
 from billing.services.quotes import quote_create, quote_switch_to_free
+from billing.services.support import support_plan_change, support_plan_quote, support_refund
 from store import clock
 from store.models import Plan
+from tests.accounts.factories import UserFactory
 from tests.billing.helpers import DECLINING_CARD, card_on_file
 
 pytestmark = pytest.mark.usefixtures("payment_sandbox")
@@ -141,3 +143,68 @@ def test_a_past_due_change_of_cycle_charges_the_grace_days_and_can_be_paid(past_
         Money(1530, "JPY"), Money(60480, "JPY")]
     assert invoice.total == Money(68211, "JPY")
     assert sub(admin).cycle == "yearly"
+
+
+# Credit is earned, never made ------------------------------------------------------------------
+
+@pytest.fixture
+def staff(db):
+    return UserFactory(organisation=None, is_staff=True)
+
+
+def _switch_to_free(admin):
+    quote = quote_switch_to_free(organisation=admin.organisation, acting_user=admin)
+    return quote, list(quote.lines.filter(kind="credit"))
+
+
+def _bought_and_refunded(admin, staff, amount):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    with clock.travel(BOUGHT):
+        invoice = buy(admin)
+        support_refund(payment_id=Payment.objects.get(invoice=invoice).pk,
+                       amount=Money(amount, "JPY"), staff=staff, reason="customer asked")
+    assert invoice.total == Money(6732, "JPY")
+    return invoice
+
+
+def test_a_period_refunded_in_full_earns_no_credit(admin, staff):
+    _bought_and_refunded(admin, staff, 6732)
+
+    with clock.travel(BOUGHT + dt.timedelta(days=1)):
+        quote, credits = _switch_to_free(admin)
+
+    assert credits == []
+    assert quote.credit_to_account == Money(0, "JPY")
+
+
+def test_a_period_refunded_in_half_earns_half_the_credit(admin, staff):
+    """Standard ¥6,120 + tax ¥612 = ¥6,732 paid for 10 January to 10 February (31 days);
+    ¥3,366 refunded. Switching to Free half way (25 January 21:00) credits half of the half
+    that stays paid: ¼ × ¥6,120 = ¥1,530, tax ¥153, ¥1,683 to the account."""
+    _bought_and_refunded(admin, staff, 3366)
+
+    with clock.travel(BOUGHT + dt.timedelta(days=15, hours=12)):
+        quote, [credit] = _switch_to_free(admin)
+
+    assert credit.amount == Money(-1530, "JPY")
+    assert quote.credit_to_account == Money(1683, "JPY")
+
+
+def test_a_plan_given_by_support_without_charging_earns_no_credit(admin, staff):
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    with clock.travel(BOUGHT):
+        quote = support_plan_quote(organisation=admin.organisation, staff=staff,
+                                   change=change("professional"))
+        invoice = support_plan_change(organisation=admin.organisation, quote_id=quote.pk,
+                                      charge=False, staff=staff, reason="goodwill")
+    assert invoice.amount_waived == invoice.total and invoice.total.amount > 0
+
+    with clock.travel(BOUGHT + dt.timedelta(days=1)):
+        free, credits = _switch_to_free(admin)
+        invoice = _pay(admin, free)
+        standard = quote_create(organisation=admin.organisation, acting_user=admin,
+                                change=change("standard"))
+
+    assert credits == [] and free.credit_to_account == Money(0, "JPY")
+    assert sub(admin).credit_balance == Money(0, "JPY")
+    assert standard.amount_due == standard.total == Money(6732, "JPY")  # the card pays it all
