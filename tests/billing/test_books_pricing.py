@@ -208,3 +208,48 @@ def test_a_plan_given_by_support_without_charging_earns_no_credit(admin, staff):
     assert credits == [] and free.credit_to_account == Money(0, "JPY")
     assert sub(admin).credit_balance == Money(0, "JPY")
     assert standard.amount_due == standard.total == Money(6732, "JPY")  # the card pays it all
+
+
+def test_a_plan_given_by_support_keeps_the_credit_of_the_time_paid_before(admin, staff):
+    """Standard ¥6,120 a month, paid, 10 January to 10 February. Half way (25 January 21:00)
+    support gives Professional without charging: −¥3,060 for Standard's unused half, ¥5,040
+    for Professional's half, the rest waived. Switching to Free at once credits the ¥3,060 of
+    Standard that was paid for, not Professional's ¥5,040 that nobody paid."""
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    with clock.travel(BOUGHT):
+        buy(admin)
+    half_way = BOUGHT + dt.timedelta(days=15, hours=12)
+    with clock.travel(half_way):
+        quote = support_plan_quote(organisation=admin.organisation, staff=staff,
+                                   change=change("professional"))
+        support_plan_change(organisation=admin.organisation, quote_id=quote.pk, charge=False,
+                            staff=staff, reason="goodwill")
+        free, [credit] = _switch_to_free(admin)
+
+    assert [line.amount for line in quote.lines.order_by("id")] == [
+        Money(-3060, "JPY"), Money(5040, "JPY")]
+    assert credit.amount == Money(-3060, "JPY")
+
+
+@pytest.fixture
+def locked_admin(past_due_admin, django_capture_on_commit_callbacks):
+    admin, due = past_due_admin
+    for day in (1, 3, 7, 14, 15):
+        run_sweeps_at(due + dt.timedelta(days=day), django_capture_on_commit_callbacks)
+    assert sub(admin).status == Status.LOCKED
+    return admin, due
+
+
+def test_a_locked_change_charges_the_grace_days_up_to_the_lock_only(locked_admin):
+    """Locked on day 15 of the 28-day unpaid period, changed on day 20: 15 of 28 days of
+    ¥6,120 = ¥3,278.57, ¥3,279 (the locked days are free), plus Professional ¥10,080."""
+    admin, due = locked_admin
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+
+    with clock.travel(due + dt.timedelta(days=20)):
+        quote = quote_create(organisation=admin.organisation, acting_user=admin,
+                             change=change("professional"))
+
+    [grace, professional] = quote.lines.order_by("id")
+    assert (grace.amount, grace.period_end) == (Money(3279, "JPY"), due + dt.timedelta(days=15))
+    assert professional.amount == Money(10080, "JPY")
