@@ -109,8 +109,10 @@ def configure(request, code: str):
         try:
             priced = pricing.quote_price(organisation=organisation, subscription=subscription,
                                         change=pricing.Change(plan, **initial))
-        except BillingError:
+        except BillingError as refused:
             priced = None  # e.g. the current configuration itself: nothing to price yet
+            if refused.code == "renew_instead":  # while past due, say Renew pays it
+                error = str(refused)
     context = {"plan": plan, "form": form, "priced": priced, "error": error,
                "subscription": subscription}
     if request.htmx:

@@ -253,3 +253,14 @@ def test_a_locked_change_charges_the_grace_days_up_to_the_lock_only(locked_admin
     [grace, professional] = quote.lines.order_by("id")
     assert (grace.amount, grace.period_end) == (Money(3279, "JPY"), due + dt.timedelta(days=15))
     assert professional.amount == Money(10080, "JPY")
+
+
+def test_the_configure_page_opened_while_past_due_points_to_renew(past_due_admin, client):
+    admin, due = past_due_admin
+    client.force_login(admin)
+
+    with clock.travel(due + dt.timedelta(days=5)):
+        response = client.get("/manage/plans/standard/", HTTP_ACCEPT_LANGUAGE="ja")
+
+    assert response.status_code == 200
+    assert "サブスクリプションの更新" in response.content.decode()
