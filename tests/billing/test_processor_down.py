@@ -182,10 +182,11 @@ def test_a_dunning_retry_with_the_processor_down_emails_nothing_and_the_next_ret
     assert sub(admin).status == Status.ACTIVE and renewal_charges(admin) == 1
 
 
-class WorkerDied(Exception):
+class WorkerDied(BaseException):
     """Stands in for a process that dies between committing an attempt and calling the
     processor (the real SIGKILL is tests/billing/test_worker_killed.py's; here the moment
-    matters, so the call itself raises)."""
+    matters, so the call itself raises). A BaseException, like SystemExit: a sweep logs and
+    skips a failing row (`except Exception`), but nothing catches a death."""
 
 
 def test_a_renewal_whose_process_died_before_the_call_stays_active_and_charges_once(
