@@ -15,6 +15,7 @@ from django.db.models import Sum
 from djmoney.money import Money
 
 from accounts.models import AuditEvent, LicenceType, User
+from billing.books import books_discrepancies
 from billing.models import CreditEntry, Invoice, Payment, Status, Subscription
 from billing.pricing import Change
 from billing.selectors import free_move_at
@@ -129,6 +130,7 @@ def assert_credit_given_back(admin, invoice: Invoice) -> None:
     # The ledger says where it came back from, and the void invoice nets to nothing.
     assert invoice.credit_entries.aggregate(total=Sum("amount"))["total"] == 0
     assert invoice.credit_entries.filter(kind=CreditEntry.Kind.RETURNED).exists()
+    assert not books_discrepancies()
 
 
 def test_a_renewal_voided_by_a_change_while_past_due_gives_back_the_credit_it_spent(admin):
@@ -263,6 +265,7 @@ def test_the_move_to_free_keeps_the_admins_and_longest_standing_users_within_fre
         assert user.email in email.body
     for user in (members[0], members[1]):
         assert user.email not in email.body
+    assert not books_discrepancies()
 
 
 # 5. Jobs leave an open payment alone --------------------------------------------------------
