@@ -34,7 +34,7 @@ from billing.pricing import Change
 from billing.services import support
 from store import clock
 from store.models import BillingCycle, Plan
-from store.money import below_minimum_charge, format_money
+from store.money import format_money
 
 
 class ReasonForm(forms.Form):
@@ -223,27 +223,24 @@ class GrantCredit(SupportAction):
         after = obj.credit_balance + amount
         rows = [Row(_("Account credit (never paid out)"), _money(obj.credit_balance),
                     _money(after))]
-        due = support.open_invoice_due(obj)
-        if due is None:
+        use = support.open_invoice_credit_use(obj, after)
+        if use.due is None:
             return rows, {}
         invoice = _("Open invoice %(number)s") % {"number": obj.open_invoice.number}
-        unpaid = _("unpaid: %(amount)s") % {"amount": _money(due)}
-        if Payment.objects.filter(organisation_id=obj.organisation_id,
-                                  state__in=Payment.OPEN).exists():
+        unpaid = _("unpaid: %(amount)s") % {"amount": _money(use.due)}
+        if use.waiting:
             rows.append(Row(invoice, unpaid, _("stays unpaid for now: a card payment is being "
                                                "confirmed; the credit waits in the balance")))
             return rows, {}
-        spent = min(after, due)
-        rest = due - spent
-        if rest.amount > 0 and not below_minimum_charge(rest):
-            rows.append(Row(invoice, unpaid, _("%(spent)s paid from the credit now; "
-                                               "%(rest)s left to charge to the card")
-                            % {"spent": _money(spent), "rest": _money(rest)}))
-        else:
+        if use.settles:
             rows.append(Row(invoice, unpaid, _("paid from the credit now")))
             rows.append(Row(_("Status"), obj.get_status_display(), Status.ACTIVE.label))
+        else:
+            rows.append(Row(invoice, unpaid, _("%(spent)s paid from the credit now; "
+                                               "%(rest)s left to charge to the card")
+                            % {"spent": _money(use.spent), "rest": _money(use.rest)}))
         rows.append(Row(_("Account credit (never paid out)"), _money(after),
-                        _money(after - spent)))
+                        _money(after - use.spent)))
         return rows, {}
 
     def apply(self, obj, data, staff):

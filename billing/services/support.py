@@ -159,6 +159,42 @@ def open_invoice_due(subscription: Subscription) -> Money | None:
 
 
 @dataclass(frozen=True)
+class CreditUse:
+    """What account credit of `balance` does to the open renewal invoice (the review shows
+    it; the grant does it): `due` is what the invoice asks for (None: nothing is owed),
+    `spent` the part credit pays, `settles` whether that leaves nothing to charge (nothing
+    left, or less than the processor's minimum, waived), `waiting` whether a card payment
+    being confirmed holds the credit back."""
+
+    due: Money | None
+    spent: Money
+    settles: bool = False
+    waiting: bool = False
+
+    @property
+    def rest(self) -> Money | None:
+        return None if self.due is None else self.due - self.spent
+
+
+def open_invoice_credit_use(subscription: Subscription, balance: Money) -> CreditUse:
+    """What a credit balance of `balance` would pay of the open renewal invoice.
+
+    Nothing while a card payment is being confirmed for the organisation: that attempt asks
+    for what was due when it opened, so credit spent under it could pay the same amount twice.
+    The credit waits in the balance."""
+    due = open_invoice_due(subscription)
+    nothing = zero(subscription.currency)
+    if due is None:
+        return CreditUse(None, nothing)
+    if Payment.objects.filter(organisation_id=subscription.organisation_id,
+                              state__in=Payment.OPEN).exists():
+        return CreditUse(due, nothing, waiting=True)
+    spent = min(balance, due)
+    rest = due - spent
+    return CreditUse(due, spent, settles=rest.amount <= 0 or below_minimum_charge(rest))
+
+
+@dataclass(frozen=True)
 class CreditGrant:
     """What a credit grant did: its ledger entry, the part of it that paid the open renewal
     invoice, that invoice when it is now paid, and whether the credit waits in the balance
@@ -204,22 +240,13 @@ def support_credit_grant(*, subscription_id: int, amount: Money, staff: User,
 def _credit_pays_open_invoice(subscription: Subscription, entry: CreditEntry,
                               staff: User) -> CreditGrant:
     """Pay what the credit can of the open renewal invoice (the caller holds the subscription's
-    lock); paid in full, or with less than the processor's minimum charge left (waived, as a
-    renewal issued with so little due is), the subscription is active again.
-
-    Not while a card payment is being confirmed for the organisation: that attempt asks for
-    what was due when it opened, so credit spent under it could pay the same amount twice. The
-    credit waits in the balance, for the next renewal or a later grant."""
-    currency = subscription.currency
-    if open_invoice_due(subscription) is None:
-        return CreditGrant(entry, zero(currency))
-    if Payment.objects.filter(organisation_id=subscription.organisation_id,
-                              state__in=Payment.OPEN).exists():
-        return CreditGrant(entry, zero(currency), waiting=True)
+    lock); when that settles it, the subscription is active again (open_invoice_credit_use)."""
+    use = open_invoice_credit_use(subscription, subscription.credit_balance)
+    if not use.spent.amount:
+        return CreditGrant(entry, use.spent, waiting=use.waiting)
     invoice = Invoice.objects.select_for_update().get(pk=subscription.open_invoice_id)
     spent = invoice_credit_apply(invoice=invoice, subscription=subscription)
-    rest = invoice.total - invoice.credit_applied
-    if rest.amount > 0 and not below_minimum_charge(rest):
+    if not use.settles:
         return CreditGrant(entry, spent)
     lifecycle.renewal_apply_paid(subscription=subscription, invoice=invoice, payment=None)
     charging.minimum_charge_waived(invoice=invoice, actor=staff)

@@ -195,6 +195,25 @@ def test_credit_granted_while_a_card_payment_is_being_confirmed_waits_in_the_bal
     assert sub(admin.organisation).credit_balance == yen(5000)  # kept for what comes next
 
 
+def test_credit_that_leaves_less_than_the_minimum_charge_pays_the_renewal_and_waives_the_rest(
+        staff_client, staff):
+    admin = AdminFactory()
+    due = renewal_declined(admin)
+    subscription = sub(admin.organisation)
+    renewal = subscription.open_invoice
+
+    with clock.travel(due + dt.timedelta(days=1)):
+        reviewed = act(staff_client, "subscription", subscription.pk, "grant-credit",
+                       amount="6700", reason="The bank transfer, less the transfer fee")
+
+    assert "paid from the credit now" in reviewed.content.decode()
+    renewal.refresh_from_db()
+    assert (renewal.state, renewal.credit_applied, renewal.amount_waived) == (
+        "paid", yen(6700), yen(32))  # ¥32 is below the processor's ¥50 minimum
+    assert_balances(renewal)
+    assert sub(admin.organisation).status == Status.ACTIVE
+    assert AuditEvent.objects.filter(action="invoice.minimum_charge_waived").count() == 1
+
 # Tax on refunds in parts ----------------------------------------------------------------------
 
 def refund_in_parts(client, admin, parts: list[int]) -> tuple[Invoice, Payment]:
