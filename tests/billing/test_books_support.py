@@ -214,6 +214,29 @@ def test_credit_that_leaves_less_than_the_minimum_charge_pays_the_renewal_and_wa
     assert sub(admin.organisation).status == Status.ACTIVE
     assert AuditEvent.objects.filter(action="invoice.minimum_charge_waived").count() == 1
 
+def test_credit_a_grant_paid_towards_a_renewal_comes_back_when_the_renewal_is_voided(
+        staff_client, staff):
+    admin = AdminFactory()
+    due = renewal_declined(admin)
+    subscription = sub(admin.organisation)
+    renewal = subscription.open_invoice
+    with clock.travel(due + dt.timedelta(days=1)):
+        act(staff_client, "subscription", subscription.pk, "grant-credit", amount="5000",
+            reason="Half the bank transfer arrived")
+    assert sub(admin.organisation).credit_balance == yen(0)
+
+    with clock.travel(due + dt.timedelta(days=15, hours=1)):
+        lifecycle.sweep_locks()
+    with clock.travel(due + dt.timedelta(days=15 + 62, hours=2)):
+        lifecycle.sweep_moves_to_free()
+
+    renewal.refresh_from_db()
+    subscription = sub(admin.organisation)
+    assert (subscription.status, renewal.state) == (Status.FREE, "void")
+    assert subscription.credit_balance == yen(5000)
+    ledger = CreditEntry.objects.filter(organisation=admin.organisation)
+    assert sum((entry.amount for entry in ledger), yen(0)) == subscription.credit_balance
+
 # Tax on refunds in parts ----------------------------------------------------------------------
 
 def refund_in_parts(client, admin, parts: list[int]) -> tuple[Invoice, Payment]:
