@@ -8,6 +8,7 @@ import pytest
 from django.utils import translation
 from djmoney.money import Money
 
+from billing.books import books_discrepancies
 from billing.errors import BillingError
 from billing.models import Invoice, Payment, Status, Subscription
 from billing.pricing import Change
@@ -121,6 +122,7 @@ def test_a_past_due_change_charges_the_grace_days_used_at_the_old_price(past_due
     assert Invoice.objects.get(pk=renewal.pk).state == "void"
     subscription = sub(admin)
     assert (subscription.status, subscription.current_period_start) == (Status.ACTIVE, now)
+    assert books_discrepancies() == []
 
     with clock.travel(now + dt.timedelta(hours=1)):  # the grace days are used: never credited
         credits = quote_switch_to_free(organisation=admin.organisation,
@@ -208,6 +210,7 @@ def test_a_plan_given_by_support_without_charging_earns_no_credit(admin, staff):
     assert credits == [] and free.credit_to_account == Money(0, "JPY")
     assert sub(admin).credit_balance == Money(0, "JPY")
     assert standard.amount_due == standard.total == Money(6732, "JPY")  # the card pays it all
+    assert books_discrepancies() == []
 
 
 def test_a_plan_given_by_support_keeps_the_credit_of_the_time_paid_before(admin, staff):
