@@ -113,13 +113,15 @@ class InvoiceLine(PricedLine):
 class CreditEntry(models.Model):
     """Append-only account-credit ledger: + a credit note for unused time, + credit granted by
     support staff (no invoice: the audit row says who and why), − credit spent, + credit given
-    back when the invoice that spent it is voided."""
+    back when the invoice that spent it is voided, − what is left when the account is deleted
+    (credit is never paid out)."""
 
     class Kind(models.TextChoices):
         CREDIT_NOTE = "credit_note", _("Credit note for unused time")
         APPLIED = "applied", _("Applied to an invoice")
         GRANTED = "granted", _("Granted by Kanri support")
         RETURNED = "returned", _("Given back from a voided invoice")
+        FORFEITED = "forfeited", _("Forfeited when the account was deleted")
 
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT,
                                      related_name="credit_entries")

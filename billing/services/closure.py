@@ -2,9 +2,11 @@
 
 Invoices, credit notes and payments must be kept (7 years in Japan) and numbered without gaps,
 so the organisation row is never deleted: its name is replaced, its users and cards are
-deleted, its subscription moves to Free, and `closed_at` is set. The invoices keep the buyer's
-name they were issued with (a legal record). Every billing foreign key is PROTECT, so a cascade
-that would take them is impossible.
+deleted, its subscription moves to Free, and `closed_at` is set. Its books are closed too: an
+open renewal invoice is voided (giving back the credit it spent), and the account credit left is
+forfeited with an audited ledger entry, since credit is never paid out. The invoices keep the
+buyer's name they were issued with (a legal record). Every billing foreign key is PROTECT, so a
+cascade that would take them is impossible.
 """
 import logging
 
@@ -15,11 +17,20 @@ from accounts.audit import audit_record
 from accounts.models import Organisation, User
 from billing import gateway
 from billing.errors import PaymentPending, ProcessorUnavailable
-from billing.models import Payment, PaymentMethod, Status, Subscription
+from billing.models import (
+    CreditEntry,
+    Invoice,
+    Payment,
+    PaymentMethod,
+    Status,
+    Subscription,
+)
 from billing.services.charging import payments_settle_open
+from billing.services.invoices import invoices_void
 from billing.services.subscriptions import subscription_save, subscription_transition
 from store import clock
 from store.models import Plan
+from store.money import zero
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +60,7 @@ def _close(*, organisation: Organisation, acting_user: User) -> None:
     organisation = Organisation.objects.select_for_update().get(pk=organisation.pk)
     before = {"name": organisation.name, "plan": subscription.plan.code,
               "users": organisation.users.count()}
+    _close_books(subscription)
     subscription_transition(subscription=subscription, to=Status.FREE, actor=None,
                             reason="account deleted by its administrator")
     subscription.plan = Plan.objects.get(code="free")
@@ -64,3 +76,29 @@ def _close(*, organisation: Organisation, acting_user: User) -> None:
                  target=organisation, reason="deleted by its administrator", before=before)
     logger.info("organisation %s deleted by %s", organisation.pk, acting_user.email)
     organisation.users.all().delete()
+
+
+def _close_books(subscription: Subscription) -> None:
+    """Nothing owed, nothing owing: the open renewal voided (its credit given back), then all the
+    credit forfeited (the caller holds the subscription's lock)."""
+    open_invoices = list(Invoice.objects.filter(subscription=subscription,
+                                                state=Invoice.State.OPEN)
+                         .values_list("pk", flat=True))
+    returned = invoices_void(invoice_ids=open_invoices).get(subscription.pk)
+    if returned is not None:
+        subscription.credit_balance += returned
+    subscription.open_invoice = None
+    subscription.payment_failed_at = subscription.grace_ends_at = None
+    subscription.next_retry_at = subscription.locked_at = None
+    subscription.retries_made = 0
+    balance = subscription.credit_balance
+    if balance.amount <= 0:
+        return
+    CreditEntry.objects.create(organisation_id=subscription.organisation_id,
+                               kind=CreditEntry.Kind.FORFEITED, amount=-balance)
+    subscription.credit_balance = zero(subscription.currency)
+    audit_record(organisation=subscription.organisation, actor=None, action="credit.forfeited",
+                 target=subscription,
+                 before={"credit_balance": str(balance)},
+                 after={"credit_balance": str(subscription.credit_balance)},
+                 reason="account deleted: credit is never paid out")
