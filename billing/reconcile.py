@@ -3,7 +3,8 @@ reconcile_processor`): every charge the processor made has its payment in Kanri 
 amount and the same refunds, and every payment Kanri records as charged was charged.
 
 The processor is asked customer by customer, with no transaction open. An attempt still open
-(its outcome being settled) is listed as such, not as a difference: the settle sweep decides it.
+(its outcome being settled) is Kanri's record of that charge, made before the call: not a
+difference; the settle job records the answer.
 """
 from dataclasses import dataclass
 
@@ -48,9 +49,7 @@ def _compare(organisation: str, payments: dict[str, Payment],
                                           f"the processor charged {charge.amount}; Kanri has "
                                           "no payment for it"))
         elif payment.state in Payment.OPEN:
-            differences.append(Difference(organisation, charge.intent_id,
-                                          f"the processor charged {charge.amount}; Kanri's "
-                                          "attempt is still being settled"))
+            continue  # recorded before the call; the settle job records the answer
         elif payment.state not in CHARGED:
             differences.append(Difference(organisation, charge.intent_id,
                                           f"the processor charged {charge.amount}; Kanri "
