@@ -236,6 +236,32 @@ def refund_create(*, intent_id: str, idempotency_key: str, amount: Money | None 
 
 
 @dataclass(frozen=True)
+class ProcessorRefund:
+    """A refund the processor holds for a PaymentIntent; `kanri_key` is the key Kanri sent in
+    its metadata (empty for a refund made elsewhere, e.g. the processor's dashboard)."""
+
+    processor_id: str
+    amount: Money
+    status: str  # pending, succeeded, failed, canceled
+    kanri_key: str
+
+
+def refunds_list(*, intent_id: str) -> list[ProcessorRefund]:
+    """Every refund of one PaymentIntent, every page: how a refund whose answer was lost is
+    settled (found by its key: made; not found: never made)."""
+    page = _call(_client().v1.refunds.list, params={"payment_intent": intent_id, "limit": 100})
+    refunds = []
+    for resource in _call(lambda: list(page.auto_paging_iter())):
+        refund = resource.to_dict()
+        refunds.append(ProcessorRefund(
+            processor_id=refund["id"],
+            amount=from_minor_units(refund["amount"], refund["currency"]),
+            status=refund.get("status") or "succeeded",
+            kanri_key=(refund.get("metadata") or {}).get("kanri_key") or ""))
+    return refunds
+
+
+@dataclass(frozen=True)
 class Charge:
     """A charge the processor made for a customer: what reconciliation compares with Kanri's
     payments (`intent_id` is the PaymentIntent Kanri stored as the payment's processor id)."""

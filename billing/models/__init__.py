@@ -5,6 +5,7 @@ from billing.models.ledger import LedgerItem, LicenceLedgerEntry
 from billing.models.notifications import Notification
 from billing.models.payments import Payment, PaymentMethod
 from billing.models.quotes import Quote, QuoteLine
+from billing.models.refunds import Refund
 from billing.models.subscriptions import (
     Status,
     Subscription,
@@ -15,5 +16,5 @@ from billing.models.webhooks import WebhookEvent
 
 __all__ = ["CreditEntry", "CreditNote", "Invoice", "InvoiceLine", "InvoiceSequence",
            "LedgerItem", "LicenceLedgerEntry", "Notification", "Payment", "PaymentMethod",
-           "Quote", "QuoteLine", "Status", "Subscription", "SubscriptionStatusChange",
+           "Quote", "QuoteLine", "Refund", "Status", "Subscription", "SubscriptionStatusChange",
            "TrialUse", "WebhookEvent"]

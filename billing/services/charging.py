@@ -15,7 +15,8 @@ on the next Pay, before any new quote, or by the sweep. An open attempt blocks n
 its organisation (a unique constraint), is re-sent only as the same intent, so with its own card.
 
 Rule for a charge that succeeded but cannot be applied (the subscription changed under its
-quote): it is refunded in full and the refund recorded on the Payment. A succeeded charge is
+quote): it is refunded in full, in the refunds' own three steps (billing.services.refunds), and
+the refund recorded on the Payment. A succeeded charge is
 never reported as "nothing was charged".
 
 Rule for an amount due below the processor's minimum (KANRI_MINIMUM_CHARGE: ¥50, $0.50, which
@@ -42,6 +43,7 @@ from accounts.models import Organisation, User
 from billing import gateway
 from billing.declines import decline_message
 from billing.models import Invoice, Payment, PaymentMethod, Subscription
+from billing.services import refunds
 from store import clock
 from store.money import minimum_charge
 
@@ -275,25 +277,20 @@ def _record_success(payment: Payment, actor: User | None) -> Outcome:
 
 
 def payment_refund_unapplied(*, payment: Payment) -> Outcome:
-    """Refund a charge that succeeded but could not be applied (the documented rule)."""
-    try:
-        refund_id = gateway.refund_create(intent_id=payment.processor_id,
-                                          idempotency_key=payment.idempotency_key)
-    except gateway.GatewayError:
-        logger.exception("refund of %s failed; the sweep retries", payment.idempotency_key)
-        return Outcome(payment, "unrecorded", _(
-            "Your card was charged (payment %(id)s) for a change that could no longer be "
-            "applied. It is being refunded in full.") % {"id": payment.processor_id})
-    with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment.pk)
-        payment.state, payment.refund_id = Payment.State.REFUNDED, refund_id
-        payment.save(update_fields=["state", "refund_id"])
-        audit_record(organisation=payment.organisation, actor=None, action="payment.refunded",
-                     target=payment, after={"refund": refund_id, "amount": str(payment.amount)},
-                     reason="charged for a change that could no longer be applied")
-    return Outcome(payment, "refunded", _(
-        "Your subscription changed while this payment was made, so the change could not be "
-        "applied: the payment %(id)s was refunded in full.") % {"id": payment.processor_id})
+    """Refund a charge that succeeded but could not be applied (the documented rule), in the
+    three steps of billing.services.refunds: an answer that is lost, or a record that fails,
+    is settled by the job asking the processor, never by refunding again."""
+    refunded = refunds.refund_unapplied(payment_id=payment.pk)
+    payment.refresh_from_db()
+    if refunded is None or refunded.kind == "succeeded":
+        return Outcome(payment, "refunded", _(
+            "Your subscription changed while this payment was made, so the change could not be "
+            "applied: the payment %(id)s was refunded in full.") % {"id": payment.processor_id})
+    logger.warning("refund of %s is %s; the settle job completes it", payment.idempotency_key,
+                   refunded.kind)
+    return Outcome(payment, "unrecorded", _(
+        "Your card was charged (payment %(id)s) for a change that could no longer be "
+        "applied. It is being refunded in full.") % {"id": payment.processor_id})
 
 
 def payment_settle(*, payment_id: int, actor: User | None = None) -> Outcome | None:
@@ -326,6 +323,9 @@ def payments_settle_open(*, organisation: Organisation | None = None,
     """Settle every open attempt whose lease ran out, by asking the processor; unconfirmed
     intents are cancelled, succeeded ones recorded and applied, unapplied charges refunded.
     Runs before a new quote, before Pay, and as the sweep (organisation None)."""
+    # Refund attempts whose answer was lost are settled first (asked, never re-sent), so an
+    # unapplied charge's own attempt found at the processor is recorded, not refunded again.
+    refunds.refunds_settle_open(organisation=organisation, actor=actor)
     scope = Payment.objects.all()
     if organisation is not None:
         scope = scope.filter(organisation=organisation)

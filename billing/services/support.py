@@ -29,7 +29,6 @@ Rules:
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from functools import partial
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -37,7 +36,6 @@ from djmoney.money import Money
 
 from accounts.audit import audit_record
 from accounts.models import AuditEvent, Organisation, User
-from billing import gateway
 from billing.errors import BillingError, ProcessorUnavailable
 from billing.models import (
     CreditEntry,
@@ -46,16 +44,17 @@ from billing.models import (
     Notification,
     Payment,
     Quote,
+    Refund,
     Status,
     Subscription,
     TrialUse,
 )
-from billing.notifications import notify
 from billing.pricing import Change
-from billing.services import charging, lifecycle
-from billing.services.invoices import invoice_credit_apply, next_credit_note_number
+from billing.services import charging, lifecycle, refunds
+from billing.services.invoices import invoice_credit_apply
 from billing.services.payments import PayResult, _refuse_if_stale, quote_pay
 from billing.services.quotes import quote_create, refuse_while_payment_open
+from billing.services.refunds import refundable
 from billing.services.subscriptions import (
     subscription_apply_quote,
     subscription_save,
@@ -64,10 +63,7 @@ from billing.services.subscriptions import (
 from store import clock
 from store.money import (
     below_minimum_charge,
-    breakdown_to_json,
-    format_money,
     is_whole_minor_units,
-    refund_share,
     zero,
 )
 
@@ -275,21 +271,6 @@ def support_charge_retry(*, subscription_id: int, staff: User, reason: str) -> P
 
 # Refunds --------------------------------------------------------------------------------------
 
-def refundable(payment: Payment) -> Money:
-    """What is left to refund of a card payment."""
-    if (payment.paid_with != Payment.Source.CARD or not payment.processor_id
-            or payment.state not in {Payment.State.SUCCEEDED, Payment.State.REFUNDED}):
-        return zero(str(payment.amount.currency))
-    return payment.amount - (payment.amount_refunded or zero(str(payment.amount.currency)))
-
-
-def _lock_payment(payment_id: int) -> Payment:
-    organisation_id = Payment.objects.values_list("organisation_id", flat=True).get(pk=payment_id)
-    Subscription.objects.select_for_update().filter(organisation_id=organisation_id).get()
-    return (Payment.objects.select_for_update(of=("self",)).select_related("invoice")
-            .get(pk=payment_id))
-
-
 def _refund_check(payment: Payment, amount: Money) -> None:
     if payment.paid_with == Payment.Source.CREDIT:
         raise BillingError(_("This payment was made with account credit: nothing reached the "
@@ -307,91 +288,42 @@ def _refund_check(payment: Payment, amount: Money) -> None:
 
 def support_refund(*, payment_id: int, amount: Money, staff: User, reason: str,
                    confirmation: str = "") -> CreditNote:
-    """Refund `amount` of a card payment through the processor, as a credit note.
+    """Refund `amount` of a card payment through the processor, as a credit note, in the three
+    steps of billing.services.refunds (the attempt committed with its key before the call).
 
     `confirmation` is the one-time confirmation of the review support confirmed
-    (billing.admin_support): the processor key is derived from it, and a refund recorded under
+    (billing.admin_support): the attempt's key is derived from it, and a refund recorded under
     it refuses a second, so confirming the same review twice never refunds twice, while
-    confirming it again after a lost answer asks the processor with the same key. Without one
-    (a caller with no review), the refund's number stands in for it."""
+    confirming it again after a lost answer asks the processor for the refund under that key
+    before sending anything. Without one (a caller with no review), the attempt's number
+    stands in for it. An unknown outcome raises ProcessorUnavailable saying the refund is being
+    confirmed: the settle job asks the processor and records it if it was made."""
     reason = _reason(reason)
-    with transaction.atomic():  # 1: check under locks and fix the refund's key
-        payment = _lock_payment(payment_id)
-        if confirmation and AuditEvent.objects.filter(
-                action="support.refunded", target_type=Payment._meta.label_lower,
-                target_id=str(payment.pk), after__confirmation=confirmation).exists():
+    with transaction.atomic():  # 1: check under locks and commit the attempt with its key
+        payment = refunds.payment_lock(payment_id)
+        if confirmation and (
+                Refund.objects.filter(payment=payment, confirmation=confirmation,
+                                      state=Refund.State.SUCCEEDED).exists()
+                or AuditEvent.objects.filter(
+                    action="support.refunded", target_type=Payment._meta.label_lower,
+                    target_id=str(payment.pk), after__confirmation=confirmation).exists()):
             raise BillingError(_("This refund was already made: confirming its review again "
                                  "refunds nothing more."), code="already_applied")
         _refund_check(payment, amount)
-        confirmation = confirmation or str(payment.credit_notes.count() + 1)
-    key = f"{payment.idempotency_key}:support:{confirmation}"
-    try:  # 2: the processor, with no transaction open
-        refund_id = gateway.refund_create(intent_id=payment.processor_id, amount=amount,
-                                          idempotency_key=key)
-    except gateway.GatewayUnavailable as error:
-        raise ProcessorUnavailable(_(
-            "The payment service did not answer, so it is not known whether the refund was "
-            "made. Confirming the same refund again is safe: it carries the same key, so it "
-            "cannot refund twice.")) from error
-    except gateway.GatewayError as error:
-        raise BillingError(_("The payment service refused the refund: %(why)s")
-                           % {"why": error}, code="processor_error") from error
-    with transaction.atomic():  # 3: record what the processor did
-        payment = _lock_payment(payment_id)
-        recorded = CreditNote.objects.filter(processor_refund_id=refund_id).first()
-        if recorded is not None:
-            return recorded
-        return _refund_record(payment, amount, refund_id, staff, reason, confirmation)
-
-
-def _refund_record(payment: Payment, amount: Money, refund_id: str, staff: User,
-                   reason: str, confirmation: str) -> CreditNote:
-    invoice = payment.invoice
-    currency = str(amount.currency)
-    nothing = zero(currency)
-    # What the payment's earlier refunds carried, per rate (tax, and tax included).
-    taken: dict = {}
-    for earlier in payment.credit_notes.filter(kind=CreditNote.Kind.REFUND):
-        for group in earlier.taxes:
-            tax, gross = taken.get(group["rate"], (nothing, nothing))
-            taken[group["rate"]] = (tax + group["tax"], gross + group["subtotal"] + group["tax"])
-    # The refund's tax is the invoice's tax, per rate, in the share the refund is of the total;
-    # the refund that completes the payment takes what is left of the payment's share.
-    share = partial(refund_share, whole=invoice.total, paid=payment.amount,
-                    refunded=payment.amount_refunded or nothing, amount=amount,
-                    rounding=invoice.tax_rounding)
-    taxes = []
-    for group in invoice.taxes if invoice.total.amount > 0 else []:
-        tax_before, gross_before = taken.get(group["rate"], (nothing, nothing))
-        tax = share(group["tax"], taken=tax_before)
-        gross = share(group["subtotal"] + group["tax"], taken=gross_before)
-        taxes.append({"rate": group["rate"], "subtotal": gross - tax, "tax": tax})
-    tax = sum((group["tax"] for group in taxes), zero(currency))
-    note = CreditNote.objects.create(
-        number=next_credit_note_number(), organisation_id=payment.organisation_id,
-        invoice=invoice, payment=payment, kind=CreditNote.Kind.REFUND, currency=currency,
-        subtotal=amount - tax, tax_breakdown=breakdown_to_json(taxes), tax=tax, total=amount,
-        processor_refund_id=refund_id, seller_name=invoice.seller_name,
-        buyer_name=invoice.buyer_name, issuer_registration=invoice.issuer_registration)
-    before = {"state": payment.state, "amount_refunded": str(payment.amount_refunded or "")}
-    payment.amount_refunded = (payment.amount_refunded or zero(currency)) + amount
-    if payment.amount_refunded >= payment.amount:
-        payment.state = Payment.State.REFUNDED
-    payment.refund_id = refund_id
-    payment.save(update_fields=["amount_refunded", "amount_refunded_currency", "state",
-                                "refund_id"])
-    audit_record(organisation=payment.organisation, actor=staff, action="support.refunded",
-                 target=payment, before=before,
-                 after={"state": payment.state, "amount_refunded": str(payment.amount_refunded),
-                        "refund": refund_id, "amount": str(amount), "credit_note": note.number,
-                        "confirmation": confirmation},
-                 reason=reason)
-    organisation = payment.organisation
-    notify(organisation=organisation, kind=Notification.Kind.REFUND, key=f"refund:{note.number}",
-           context={"amount": format_money(amount, organisation.language),
-                    "payment": payment.processor_id, "credit_note": note.number,
-                    "number": invoice.number})
-    return note
+        confirmation = confirmation or str(payment.refunds.count() + 1)
+        refund = refunds.refund_open(
+            payment=payment, key=f"{payment.idempotency_key}:support:{confirmation}",
+            amount=amount, purpose=Refund.Purpose.SUPPORT, staff=staff, reason=reason,
+            confirmation=confirmation)
+    if refund is None:
+        raise ProcessorUnavailable(_("This refund is being confirmed with the payment service "
+                                     "by another request; try again in a minute."))
+    outcome = refunds.refund_run(refund=refund, send=True, actor=staff)  # 2 and 3
+    if outcome.kind == "succeeded":
+        return outcome.note
+    if outcome.kind == "failed":
+        raise BillingError(outcome.message, code="processor_error")
+    raise ProcessorUnavailable(outcome.message)
 
 
 # Plan changes ---------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ or out of order changes nothing after the first:
 - A payment event settles its attempt, if still open, through charging's settle path, which
   retrieves the intent and is guarded by the attempt's state and lease (`payment_settle`).
 - A card event re-reads the card at the processor and stores what it says now.
-- A refund is final, so the refund event's charge is trusted; it can only move a succeeded
-  payment to refunded, once.
+- A refund event lists the charge's refunds at the processor and records each one not yet
+  recorded, once (billing.services.refunds), with its credit note when it refunds an invoice.
 
 An event that cannot be decided now (another request is settling the attempt, the processor is
 silent) is kept unprocessed and answered 503, so Stripe delivers it again; the settle sweep
@@ -21,7 +21,7 @@ from django.db import transaction
 from accounts.audit import audit_record
 from billing import gateway
 from billing.models import Payment, PaymentMethod, Subscription, WebhookEvent
-from billing.services import charging
+from billing.services import charging, refunds
 from billing.services.cards import card_forget
 from store import clock
 
@@ -93,30 +93,27 @@ def webhook_payment_intent(intent: dict) -> tuple[str, str]:
 
 def webhook_charge_refunded(charge: dict) -> tuple[str, str]:
     """charge.refunded: a refund made at the processor (its dashboard, or Kanri's own refund
-    told back). Refunded in full → the payment is marked refunded, once. A partial refund
-    changes nothing here: a Payment is refunded whole or not at all."""
+    told back), in full or in part. The processor's list of the charge's refunds decides, not
+    the event's copy: each refund not yet recorded is recorded once through the refunds' one
+    record (billing.services.refunds.refund_found: Kanri's own attempt under its key, or a new
+    Refund row with its credit note), whichever of the event and the settle job comes first."""
     payment = Payment.objects.filter(processor_id=charge.get("payment_intent") or "-").first()
     if payment is None:
         return Outcome.UNCHANGED, f"No payment attempt made charge {charge.get('id')}."
-    if not charge.get("refunded"):
-        return Outcome.UNCHANGED, (f"Partial refund ({charge.get('amount_refunded')} of "
-                                   f"{charge.get('amount')}): payment {payment.idempotency_key} "
-                                   f"stays {payment.state}.")
     if payment.is_open:  # a refund proves the charge happened: settle the attempt first
         webhook_payment_intent({"id": payment.processor_id})
-    refunds = (charge.get("refunds") or {}).get("data") or [{}]
-    with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment.pk)
-        if payment.state != Payment.State.SUCCEEDED:
-            return Outcome.UNCHANGED, f"Payment {payment.idempotency_key} is {payment.state}."
-        payment.state = Payment.State.REFUNDED
-        payment.refund_id = payment.refund_id or refunds[0].get("id") or ""
-        payment.save(update_fields=["state", "refund_id"])
-        audit_record(organisation=payment.organisation, actor=None, action="payment.refunded",
-                     target=payment, after={"refund": payment.refund_id,
-                                            "amount": str(payment.amount)},
-                     reason="refunded at the payment service")
-    return Outcome.APPLIED, f"Payment {payment.idempotency_key} refunded."
+    try:
+        made = gateway.refunds_list(intent_id=payment.processor_id)
+    except gateway.GatewayUnavailable as error:
+        raise Deferred(f"The payment service did not answer: {error}") from error
+    recorded = [found.processor_id for found in made
+                if refunds.refund_found(payment_id=payment.pk, made=found)]
+    payment.refresh_from_db()
+    if not recorded:
+        return Outcome.UNCHANGED, (f"Every refund of payment {payment.idempotency_key} is "
+                                   f"recorded already; it is {payment.state}.")
+    return Outcome.APPLIED, (f"Payment {payment.idempotency_key}: recorded refund(s) "
+                             f"{', '.join(recorded)}; it is {payment.state}.")
 
 
 def _card_facts(method: PaymentMethod) -> dict:
