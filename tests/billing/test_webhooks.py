@@ -397,8 +397,12 @@ def test_a_partial_refund_leaves_the_payment_succeeded(paid, deliveries):
 
     assert post(deliveries.endpoint, body, sign(body)) == 200
 
-    assert stored(json.loads(body)["id"]).outcome == WebhookEvent.Outcome.UNCHANGED
-    assert Payment.objects.get().state == Payment.State.SUCCEEDED
+    # Recorded (issue 21: every refund at the processor has its record and credit note); the
+    # payment stays succeeded with the part refunded.
+    assert stored(json.loads(body)["id"]).outcome == WebhookEvent.Outcome.APPLIED
+    payment = Payment.objects.get()
+    assert payment.state == Payment.State.SUCCEEDED
+    assert payment.amount_refunded.amount == 100 and payment.credit_notes.count() == 1
 
 
 def test_a_card_updated_at_the_processor_is_stored_and_a_late_copy_changes_nothing(
