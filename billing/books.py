@@ -8,7 +8,8 @@ database system check (billing.W002) warns like the licence ledger's does.
   paid by card yet; a paid one collected its total by card and credit, and left uncollected only
   an amount below the processor's minimum charge.
 - Refunds: never more than the payment; the refund credit notes of a payment add up to what was
-  refunded of it, and a payment is `refunded` exactly when all of it was (a charge that could not
+  refunded of it, and so do its recorded refund attempts (Refund rows, one per refund at the
+  processor), and a payment is `refunded` exactly when all of it was (a charge that could not
   be applied is refunded whole with no invoice, so with no credit note).
 - Licences: active users of a type never exceed the licences of that type (open accounts), and
   each subscription's quantities equal its licence ledger (billing.ledger_checks).
@@ -26,7 +27,7 @@ from django.db.models import Count, Q, Sum
 
 from accounts.models import AuditEvent, LicenceType, User
 from billing.ledger_checks import ledger_mismatches
-from billing.models import CreditEntry, CreditNote, Invoice, Payment, Subscription
+from billing.models import CreditEntry, CreditNote, Invoice, Payment, Refund, Subscription
 from store.money import minimum_charge
 
 NOTHING = Decimal(0)
@@ -115,14 +116,25 @@ def _refunds(using: str) -> list[Discrepancy]:
     noted = dict(CreditNote.objects.using(using).filter(kind=CreditNote.Kind.REFUND)
                  .values("payment_id").annotate(total=Sum("total"))
                  .values_list("payment_id", "total"))
+    # Every refund at the processor has its Refund row, recorded (billing.services.refunds).
+    recorded = dict(Refund.objects.using(using).filter(state=Refund.State.SUCCEEDED)
+                    .values("payment_id").annotate(total=Sum("amount"))
+                    .values_list("payment_id", "total"))
     found = []
     for row in (Payment.objects.using(using)
                 .filter(Q(amount_refunded__isnull=False) | Q(state=Payment.State.REFUNDED)
-                        | Q(pk__in=list(noted)))
+                        | Q(pk__in=list(noted)) | Q(pk__in=list(recorded)))
                 .values("pk", "idempotency_key", "state", "amount", "amount_currency",
                         "amount_refunded")):
         subject = f"payment {row['pk']} ({row['idempotency_key']})"
         currency, paid = row["amount_currency"], row["amount"]
+        given_back = row["amount_refunded"] if row["amount_refunded"] is not None else (
+            paid if row["state"] == Payment.State.REFUNDED else NOTHING)
+        if recorded.get(row["pk"], NOTHING) != given_back:
+            found.append(Discrepancy("refund", subject, f"{given_back} {currency} refunded, its "
+                                                        "refund records say "
+                                                        f"{recorded.get(row['pk'], NOTHING)} "
+                                                        f"{currency}"))
         if (row["state"] == Payment.State.REFUNDED and row["amount_refunded"] is None
                 and row["pk"] not in noted):
             continue  # a charge that could not be applied, refunded whole: nothing invoiced

@@ -4,12 +4,12 @@ amount and the same refunds, and every payment Kanri records as charged was char
 
 The processor is asked customer by customer, with no transaction open. An attempt still open
 (its outcome being settled) is Kanri's record of that charge, made before the call: not a
-difference; the settle job records the answer.
+difference; the settle job records the answer. The same for a refund attempt still open.
 """
 from dataclasses import dataclass
 
 from billing import gateway
-from billing.models import Payment, Subscription
+from billing.models import Payment, Refund, Subscription
 from store.money import zero
 
 CHARGED = (Payment.State.SUCCEEDED, Payment.State.REFUNDED)
@@ -36,7 +36,7 @@ def _refunded(payment: Payment):
 
 
 def _compare(organisation: str, payments: dict[str, Payment],
-             charges: list[gateway.Charge]) -> list[Difference]:
+             charges: list[gateway.Charge], refunding: frozenset = frozenset()) -> list[Difference]:
     differences = []
     seen = set()
     for charge in charges:
@@ -59,7 +59,7 @@ def _compare(organisation: str, payments: dict[str, Payment],
                 differences.append(Difference(organisation, charge.intent_id,
                                               f"the processor charged {charge.amount}; Kanri "
                                               f"records {payment.amount}"))
-            if _refunded(payment) != charge.refunded:
+            if _refunded(payment) != charge.refunded and charge.intent_id not in refunding:
                 differences.append(Difference(organisation, charge.intent_id,
                                               f"the processor refunded {charge.refunded}; "
                                               f"Kanri records {_refunded(payment)}"))
@@ -89,6 +89,10 @@ def processor_differences(*, since=None) -> list[Difference]:
                 since=int(since.timestamp()) - 1 if since is not None else None)
         except gateway.ResourceMissing:
             charges = []  # the customer was deleted (a closed account): nothing to list
+        # A refund attempt still open is Kanri's record of that refund, made before the call.
+        refunding = frozenset(Refund.objects.filter(
+            state=Refund.State.PENDING, payment__organisation_id=subscription.organisation_id)
+            .values_list("payment__processor_id", flat=True))
         differences.extend(_compare(organisation, {p.processor_id: p for p in payments},
-                                    charges))
+                                    charges, refunding))
     return differences

@@ -7,6 +7,30 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+def backfill(apps, schema_editor):
+    """One succeeded Refund row per refund recorded before refunds had their own rows: each
+    refund credit note (support's, or one made at the processor), and each payment refunded
+    whole with no credit note (a charge that could not be applied, or the old webhook)."""
+    Refund = apps.get_model("billing", "Refund")
+    CreditNote = apps.get_model("billing", "CreditNote")
+    Payment = apps.get_model("billing", "Payment")
+    rows = []
+    for note in CreditNote.objects.filter(kind="refund", payment__isnull=False):
+        rows.append(Refund(payment_id=note.payment_id, amount=note.total,
+                           idempotency_key=f"backfill:note:{note.number}", state="succeeded",
+                           purpose="support", processor_refund_id=note.processor_refund_id,
+                           created_at=note.issued_at, settled_at=note.issued_at))
+    noted = set(CreditNote.objects.filter(kind="refund").values_list("payment_id", flat=True))
+    for payment in Payment.objects.filter(state="refunded", amount_refunded=None).exclude(
+            pk__in=noted):
+        rows.append(Refund(payment_id=payment.pk, amount=payment.amount,
+                           idempotency_key=f"backfill:payment:{payment.pk}", state="succeeded",
+                           purpose="unapplied", processor_refund_id=payment.refund_id,
+                           created_at=payment.settled_at or payment.created_at,
+                           settled_at=payment.settled_at or payment.created_at))
+    Refund.objects.bulk_create(rows)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -39,4 +63,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(condition=models.Q(('state', 'pending')), fields=('payment',), name='one_open_refund_per_payment'), models.UniqueConstraint(condition=models.Q(('processor_refund_id', ''), _negated=True), fields=('processor_refund_id',), name='one_refund_row_per_processor_refund')],
             },
         ),
+        migrations.RunPython(backfill, migrations.RunPython.noop),
     ]
