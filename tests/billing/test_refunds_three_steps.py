@@ -20,9 +20,10 @@ from django.test import override_settings
 from djmoney.money import Money
 
 from accounts.models import User
+from billing import gateway
 from billing.books import books_discrepancies
 from billing.errors import ProcessorUnavailable
-from billing.models import CreditNote, Payment, Refund, WebhookEvent
+from billing.models import CreditNote, Payment, Refund, Subscription, WebhookEvent
 from billing.pricing import Change
 from billing.reconcile import processor_differences
 from billing.services.charging import payments_settle_open
@@ -192,4 +193,39 @@ def test_refunds_recorded_before_refund_rows_existed_get_one_row_each_from_the_m
     [row] = Refund.objects.filter(payment=payment)
     assert (row.state, row.amount, row.processor_refund_id) == (
         "succeeded", yen(1000), note.processor_refund_id)
+    assert_books_and_processor_agree()
+
+
+def unapplied_charge() -> Payment:
+    """A real ¥6,732 charge at the processor whose attempt paid for nothing Kanri could apply
+    (its quote or invoice gone under it): the settle job refunds such a charge in full."""
+    admin = AdminFactory()
+    method = card_on_file(organisation=admin.organisation, acting_user=admin)
+    customer_id = Subscription.objects.get(organisation=admin.organisation).processor_customer_id
+    key = f"test:{uuid.uuid4().hex}"
+    intent = gateway.intent_create(customer_id=customer_id, payment_method_id=method.processor_id,
+                                   amount=yen(6732), idempotency_key=key)
+    assert gateway.intent_confirm(intent_id=intent.processor_id,
+                                  idempotency_key=key).status == "succeeded"
+    return Payment.objects.create(organisation=admin.organisation, idempotency_key=key,
+                                  amount=yen(6732), processor_id=intent.processor_id,
+                                  state=Payment.State.SUCCEEDED,
+                                  card_processor_id=method.processor_id)
+
+
+def test_an_unapplied_charge_whose_refund_answer_is_lost_is_refunded_once_and_recorded(
+        db, proxy):
+    payment = unapplied_charge()
+    proxy.drop_answers_to(r"POST /v1/refunds")
+
+    with override_settings(STRIPE_API_BASE=proxy.url):
+        [lost] = payments_settle_open()
+    assert proxy.dropped and lost.kind == "unrecorded"
+    payments_settle_open()  # the next run asks the processor
+    payments_settle_open()
+
+    payment.refresh_from_db()
+    assert refunds_at_processor(payment) == [6732]
+    assert payment.state == Payment.State.REFUNDED and payment.refund_id
+    assert Refund.objects.get(payment=payment).processor_refund_id == payment.refund_id
     assert_books_and_processor_agree()
