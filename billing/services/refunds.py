@@ -33,7 +33,7 @@ from django.utils.translation import gettext as _
 from djmoney.money import Money
 
 from accounts.audit import audit_record
-from accounts.models import User
+from accounts.models import Organisation, User
 from billing import gateway
 from billing.errors import BillingError
 from billing.models import CreditNote, Notification, Payment, Refund, Subscription
@@ -320,7 +320,8 @@ def refund_settle(*, refund_id: int, actor: User | None = None) -> RefundOutcome
     return refund_run(refund=refund, send=False, actor=actor)
 
 
-def refunds_settle_open(*, organisation=None, actor: User | None = None) -> list[RefundOutcome]:
+def refunds_settle_open(*, organisation: Organisation | None = None,
+                        actor: User | None = None) -> list[RefundOutcome]:
     """The job's step for refunds: every pending attempt whose lease ran out, asked about."""
     scope = Refund.objects.filter(Q(lease_until=None) | Q(lease_until__lte=clock.now()),
                                   state=Refund.State.PENDING)

@@ -3,9 +3,9 @@ with a required reason and audited in the transaction that makes the change (the
 is the actor; the activity page shows "Kanri support" with the reason).
 
 They keep the portal's locking discipline: the subscription's row first, then the row acted on;
-no processor call inside a transaction that holds row locks (a refund is checked under locks,
-sent with none held, and recorded under locks again; a charge goes through the three steps of
-billing.services.charging).
+no processor call inside a transaction that holds row locks (a refund is checked and its attempt
+committed under locks, sent with none held, and recorded under locks again; a charge goes
+through the three steps of billing.services.charging).
 
 Rules:
 - A trial is extended only while it runs, and only to a later end.
@@ -16,10 +16,12 @@ Rules:
   the card, which is then charged only the rest), and when it covers the invoice the
   subscription is active again. While a card payment is being confirmed, it waits.
 - A refund goes back to the card through the processor, in full or in part, never more than
-  is left of the payment. Its idempotency key is the payment's key and the refund's number, so
-  asking again after a lost answer never refunds twice. Each refund is a credit note of kind
-  refund on the payment's invoice, carrying its share of the tax; the refund that completes a
-  payment carries what is left of the payment's tax (store.money.refund_share). The payment
+  is left of the payment, in three steps (billing.services.refunds): the attempt committed with
+  its key (the payment's key and the review's confirmation) before the call, so a lost answer is
+  settled by asking the processor for the refund under that key, never by refunding twice.
+  Each refund is a credit note of kind refund on the payment's invoice, carrying its share of
+  the tax; the refund that completes a payment carries what is left of the payment's tax
+  (store.money.refund_share). The payment
   keeps what was refunded and is `refunded` once all of it is. A payment made with account
   credit never reaches the processor: not refundable.
 - A change of plan on the organisation's behalf is a quote made by the staff member, applied
