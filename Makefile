@@ -12,12 +12,13 @@ PYTHON ?= $(shell for c in $(PYTHON_CANDIDATES); do \
 	  command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 \
 	  && { echo $$c; break; }; done)
 
-.PHONY: help run test bench lint messages clean python
+.PHONY: help run test bench soak lint messages clean python
 
 help:
 	@echo "make run    serve Kanri on http://127.0.0.1:$(PORT)/ with worker, beat and the payment sandbox"
 	@echo "make test   install the dev extra and run the whole test suite"
 	@echo "make bench  page timings and query counts; with PostgreSQL, the sweeps at 100,000 subscriptions, payments through the sandbox against bare PaymentIntents and (with Redis) the API's authorize and every portal page under 50 clients"
+	@echo "make soak   the books model at length (thousands of random steps; needs DATABASE_URL=postgres://...)"
 	@echo "make lint   ruff"
 
 python:
@@ -61,6 +62,13 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python tests/bench/api.py
 	$(BIN)/python tests/bench/pages_load.py
 	$(BIN)/python tests/bench/payments.py
+
+# The books model (tests/billing/test_books_model.py) with many more examples than CI runs.
+soak: export DEBUG ?= 1
+soak: export KANRI_MODEL_EXAMPLES ?= 200
+soak: export KANRI_MODEL_STEPS ?= 50
+soak: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest tests/billing/test_books_model.py -x
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
