@@ -33,6 +33,7 @@ from billing.services.support import support_refund
 from billing.services.webhooks import webhook_receive
 from store.models import Plan
 from tests.accounts.factories import AdminFactory
+from tests.billing.faults import processor_down
 from tests.billing.helpers import _sandbox, card_on_file
 from tests.store.helpers import admin_login
 
@@ -228,4 +229,24 @@ def test_an_unapplied_charge_whose_refund_answer_is_lost_is_refunded_once_and_re
     assert refunds_at_processor(payment) == [6732]
     assert payment.state == Payment.State.REFUNDED and payment.refund_id
     assert Refund.objects.get(payment=payment).processor_refund_id == payment.refund_id
+    assert_books_and_processor_agree()
+
+
+def test_a_refund_the_processor_never_received_is_failed_by_the_job_and_may_be_sent_again(
+        staff):
+    payment = paid_payment()
+    with processor_down(), pytest.raises(ProcessorUnavailable):
+        support_refund(payment_id=payment.pk, amount=yen(1000), staff=staff,
+                       reason="A seat never used", confirmation="once-1")
+
+    payments_settle_open()  # asks: the processor has no refund under the attempt's key
+
+    attempt = Refund.objects.get(payment=payment)
+    assert attempt.state == Refund.State.FAILED and "nothing was refunded" in \
+        attempt.failure_reason
+    assert refunds_at_processor(payment) == [] and not CreditNote.objects.exists()
+    note = support_refund(payment_id=payment.pk, amount=yen(1000), staff=staff,
+                          reason="A seat never used", confirmation="once-1")
+    assert note.total == yen(1000) and refunds_at_processor(payment) == [1000]
+    assert Refund.objects.get(payment=payment).state == Refund.State.SUCCEEDED
     assert_books_and_processor_agree()
