@@ -1,4 +1,4 @@
-"""What an organisation may do in the CRM (issue 10): plan, status, limits and usage, and the one
+"""What an organisation may do in the CRM: plan, status, limits and usage, and the one
 rule that answers "may it create / update / upload?". Separate from billing's invoices (STYLE 7):
 it reads the plan's limits, the purchased quantities and the blocking state, never an invoice.
 

@@ -1,4 +1,4 @@
-"""Two web processes and two Celery workers at once (issue 12): nothing one process keeps in its
+"""Two web processes and two Celery workers at once: nothing one process keeps in its
 own memory that the other misses.
 
 Two real gunicorn servers (one sync worker each, on free loopback ports) and two real Celery

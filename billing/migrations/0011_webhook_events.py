@@ -1,4 +1,4 @@
-# Written by hand (issue 8): the processor's webhook events, stored raw and processed once.
+# Written by hand: the processor's webhook events, stored raw and processed once.
 
 import store.clock
 from django.db import migrations, models

@@ -1,4 +1,4 @@
-"""Support staff act in admin (issue 11): refunds as credit notes on the payment they give back,
+"""Support staff act in admin: refunds as credit notes on the payment they give back,
 credit granted without an invoice, and the permissions of the support actions."""
 
 import django.db.models.deletion

@@ -1,4 +1,4 @@
-"""Issue 10's case through the API: a downgrade over the record limit blocks creating records and
+"""Entitlements through the API: a downgrade over the record limit blocks creating records and
 leaves editing them allowed, with the reason in the organisation's language; usage reports move
 the answer; a locked organisation may only read; each key reaches its own organisation only."""
 import datetime as dt

@@ -1,4 +1,4 @@
-"""`make bench`: issue 12's page-speed bar. Each portal page under 50 concurrent clients, next to
+"""`make bench`: the page-speed bar. Each portal page under 50 concurrent clients, next to
 a login-required page that runs one query (`/bench/one-query/signed-in/`, tests/bench/urls.py),
 both served by gunicorn with DEBUG off, in the same run.
 

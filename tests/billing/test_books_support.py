@@ -1,4 +1,4 @@
-"""The books where support's actions meet the money path (issue 21): credit that pays what it
+"""The books where support's actions meet the money path: credit that pays what it
 can of an owed invoice, the tax on a payment refunded in parts, and support actions applied once
 to their own subject. Through Django admin as a support user, against PostgreSQL and
 localstripe."""

@@ -1,4 +1,4 @@
-"""Redis restarted while tasks are queued (issue 12): a restart without persistence loses the
+"""Redis restarted while tasks are queued: a restart without persistence loses the
 queue, which FLUSHDB on the test's broker database does to the letter. Nothing is lost for good:
 the next beat run of the sweep moves what is due, and the unsent_emails sweep sends what the lost
 email tasks would have."""

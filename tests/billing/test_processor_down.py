@@ -1,6 +1,6 @@
 """The processor down (a stopped service: a closed loopback port refuses the connection) during
 card setup, a renewal and a dunning retry: a clear message, nothing half-applied, and once it is
-back the next attempt charges exactly once (issue 12)."""
+back the next attempt charges exactly once."""
 import datetime as dt
 from zoneinfo import ZoneInfo
 

@@ -1,4 +1,4 @@
-"""Support staff resolve billing cases in Django admin (issue 11): each action through the admin
+"""Support staff resolve billing cases in Django admin: each action through the admin
 pages (form → what will change → confirm), the service it calls, the audit row naming the staff
 member and the reason; the permission boundary; and the issue's "done when" stories. Charges and
 refunds go to localstripe."""

@@ -1,5 +1,5 @@
 """1,000 webhook deliveries: 50 events, each delivered 20 times in a shuffled order, leave the
-database as one delivery of each would (issue 12). The events are made from real objects at the
+database as one delivery of each would. The events are made from real objects at the
 sandbox (payments, refunds, card updates) and signed with the endpoint's secret."""
 import json
 import random

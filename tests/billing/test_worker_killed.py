@@ -1,5 +1,5 @@
 """A Celery worker SIGKILLed in the middle of a sweep, then restarted: every due transition and
-every email happens once (issue 12). A real worker process on the Redis broker, the test's
+every email happens once. A real worker process on the Redis broker, the test's
 PostgreSQL database, batches of 40 rows so the kill lands between commits."""
 import datetime as dt
 import os
