@@ -7,7 +7,8 @@ Japanese font is the system's IPA Gothic (fonts-ipafont-gothic), named in the te
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
-from billing.models import CreditNote, Invoice, Payment
+from billing.models import CreditNote, Invoice
+from billing.selectors import invoice_story
 
 
 def invoice_filename(invoice: Invoice) -> str:
@@ -19,21 +20,25 @@ def credit_note_filename(credit_note: CreditNote) -> str:
 
 
 def invoice_pdf(invoice: Invoice, language: str) -> bytes:
-    """The invoice as issued, with what paid it and the credit notes it gave rise to."""
+    """The invoice as issued, with how it was settled and the credit notes it gave rise to
+    (billing.selectors.invoice_story, the same statements as the invoice page)."""
     return _pdf("billing/pdf/invoice.html", {
         "invoice": invoice,
         "lines": invoice.lines.all(),
-        "payments": invoice.payments.filter(state=Payment.State.SUCCEEDED),
-        "credit_notes": invoice.credit_notes.all(),
+        "story": invoice_story(invoice),
     }, time_zone=invoice.organisation.time_zone, language=language)
 
 
 def credit_note_pdf(credit_note: CreditNote, language: str) -> bytes:
-    """The credit note, with the lines of the invoice it credits (that invoice never changes)."""
+    """The credit note, with the lines of the invoice it credits (that invoice never changes),
+    and where the money went: back to the card, or to the account's credit."""
+    statement = next((s for s in invoice_story(credit_note.invoice).statements
+                      if s.number == credit_note.number), None)
     return _pdf("billing/pdf/credit_note.html", {
         "credit_note": credit_note,
         "invoice": credit_note.invoice,
         "lines": credit_note.invoice.lines.all(),
+        "statement": statement,
     }, time_zone=credit_note.organisation.time_zone, language=language)
 
 

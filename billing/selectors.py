@@ -8,15 +8,17 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, TextChoices
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext_lazy as _
 from djmoney.money import Money
 
-from accounts.models import LicenceType, Organisation
+from accounts.models import AuditEvent, LicenceType, Organisation
 from billing import periods
 from billing.models import (
+    CreditEntry,
     CreditNote,
     Invoice,
     Payment,
@@ -29,7 +31,7 @@ from billing.models import (
 from billing.models.payments import PaymentDisplay
 from store import clock
 from store.models import Plan
-from store.money import format_money, money_sum, prorate, tax_on
+from store.money import format_money, money_sum, prorate, tax_on, zero
 from store.prepared import Prepared
 from store.selectors import prices_by_id
 
@@ -265,8 +267,167 @@ def open_payment(*, quote: Quote) -> Payment | None:
 
 def invoice_get(*, organisation: Organisation, number: str) -> Invoice:
     return get_object_or_404(
-        Invoice.objects.prefetch_related("lines__plan", "lines__addon", "payments"),
+        Invoice.objects.prefetch_related("lines__plan", "lines__addon", "payments",
+                                         "credit_notes__payment"),
         number=number, organisation=organisation)
+
+
+class Settlement(TextChoices):
+    """What happened to an invoice's money: one kind per statement the invoice page and the
+    invoice PDF print (SPEC "The books" 10), worded once, in SETTLEMENT_WORDS."""
+    PAID_BY_CARD = "paid_by_card"
+    PAID_BY_CREDIT = "paid_by_credit"
+    PAID_BY_GRANTED_CREDIT = "paid_by_granted_credit"
+    WAIVED_BY_SUPPORT = "waived_by_support"
+    WAIVED_BELOW_MINIMUM = "waived_below_minimum"
+    STILL_OPEN = "still_open"
+    VOIDED = "voided"
+    CREDIT_GIVEN_BACK = "credit_given_back"
+    REFUNDED_TO_CARD = "refunded_to_card"
+    CREDITED_TO_ACCOUNT = "credited_to_account"
+
+
+SETTLEMENT_WORDS = {
+    Settlement.PAID_BY_CARD: _("%(amount)s paid by %(card)s on %(date)s. Payment ID: "
+                               "%(payment_id)s"),
+    Settlement.PAID_BY_CREDIT: _("%(amount)s paid with account credit."),
+    Settlement.PAID_BY_GRANTED_CREDIT: _("%(amount)s paid with account credit granted by Kanri "
+                                         "support."),
+    Settlement.WAIVED_BY_SUPPORT: _("%(amount)s waived by Kanri support: %(reason)s"),
+    Settlement.WAIVED_BELOW_MINIMUM: _("%(amount)s not charged: below the smallest amount the "
+                                       "payment service can charge."),
+    Settlement.STILL_OPEN: _("%(amount)s still owed."),
+    Settlement.VOIDED: _("Voided on %(date)s: nothing is owed."),
+    Settlement.CREDIT_GIVEN_BACK: _("%(amount)s of account credit given back to the account."),
+    Settlement.REFUNDED_TO_CARD: _("%(amount)s refunded to %(card)s on %(date)s (credit note "
+                                   "%(number)s)."),
+    Settlement.CREDITED_TO_ACCOUNT: _("Credit note %(number)s: %(amount)s credited to the "
+                                      "account on %(date)s."),
+}
+
+# The label of the totals row that says what was not collected, by whom it was waived.
+WAIVED_LABELS = {
+    Settlement.WAIVED_BY_SUPPORT: _("Waived by Kanri support"),
+    Settlement.WAIVED_BELOW_MINIMUM: _("Not charged (below the smallest amount the payment "
+                                       "service can charge)"),
+}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One thing that happened to an invoice, worded in the reader's language when printed
+    (the page's and the PDF's language and time zone are those active while rendering)."""
+
+    kind: Settlement
+    amount: Money | None = None
+    at: dt.datetime | None = None
+    card: str = ""
+    payment_id: str = ""
+    number: str = ""
+    reason: str = ""
+
+    def __str__(self) -> str:
+        language = get_language()
+        return str(SETTLEMENT_WORDS[self.kind]) % {
+            "amount": format_money(self.amount, language) if self.amount is not None else "",
+            "date": timezone.localtime(self.at).date().isoformat() if self.at else "",
+            "card": self.card, "payment_id": self.payment_id, "number": self.number,
+            "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class InvoiceStory:
+    """How an invoice was settled, as statements, and its figures, which add up with a pencil:
+    total = card + credit + waived + voided + still_open − credited (SPEC "The books" 2; a
+    downgrade's total is below zero by what it credited to the account). Refunds come after
+    the settlement and are statements only."""
+
+    statements: list[Statement]
+    total: Money
+    card: Money
+    credit: Money
+    waived: Money
+    voided: Money
+    still_open: Money
+    credited: Money
+    waived_by: Settlement | None = None
+
+    @property
+    def waived_label(self) -> str:
+        return str(WAIVED_LABELS[self.waived_by]) if self.waived_by else ""
+
+
+def invoice_story(invoice: Invoice) -> InvoiceStory:
+    """What happened to `invoice`, read from its payments, credit ledger entries, credit notes
+    and audit rows (support's uncharged change is recorded only by its "support.plan_changed"
+    audit row, with charged False and support's reason). A few queries, whatever the story."""
+    nothing = zero(invoice.currency)
+    statements: list[Statement] = []
+    card_payments = [p for p in invoice.payments.all()
+                     if p.paid_with == Payment.Source.CARD
+                     and p.state in (Payment.State.SUCCEEDED, Payment.State.REFUNDED)]
+    card = money_sum([p.amount for p in card_payments], invoice.currency)
+    for payment in card_payments:
+        statements.append(Statement(Settlement.PAID_BY_CARD, payment.amount,
+                                    payment.settled_at or invoice.paid_at, payment.card_label,
+                                    payment_id=payment.processor_id))
+    entries = list(CreditEntry.objects.filter(invoice=invoice).order_by("id"))
+    spent = -money_sum([e.amount for e in entries if e.kind == CreditEntry.Kind.APPLIED],
+                       invoice.currency)
+    returned = money_sum([e.amount for e in entries if e.kind == CreditEntry.Kind.RETURNED],
+                         invoice.currency)
+    credit = spent - returned
+    if credit.amount > 0:
+        granted = _credit_granted_by_support(invoice, entries)
+        statements.append(Statement(Settlement.PAID_BY_GRANTED_CREDIT if granted
+                                    else Settlement.PAID_BY_CREDIT, credit))
+    waived, waived_by = invoice.amount_waived, None
+    if waived.amount > 0:
+        waiver = (AuditEvent.objects.filter(
+            target_type=Invoice._meta.label_lower, target_id=str(invoice.pk),
+            action="support.plan_changed", after__charged=False).order_by("created_at").first())
+        if waiver is not None:
+            waived_by = Settlement.WAIVED_BY_SUPPORT
+            statements.append(Statement(waived_by, waived, reason=waiver.reason))
+        else:
+            waived_by = Settlement.WAIVED_BELOW_MINIMUM
+            statements.append(Statement(waived_by, waived))
+    still_open = voided = nothing
+    if invoice.state == Invoice.State.OPEN:
+        still_open = invoice.total - invoice.credit_applied
+        statements.append(Statement(Settlement.STILL_OPEN, still_open))
+    elif invoice.state == Invoice.State.VOID:
+        voided = invoice.total - card - credit
+        statements.append(Statement(Settlement.VOIDED, at=invoice.voided_at))
+        if returned.amount > 0:
+            statements.append(Statement(Settlement.CREDIT_GIVEN_BACK, returned))
+    for note in sorted(invoice.credit_notes.all(), key=lambda n: (n.issued_at, n.pk)):
+        if note.kind == CreditNote.Kind.REFUND:
+            statements.append(Statement(Settlement.REFUNDED_TO_CARD, note.total, note.issued_at,
+                                        note.payment.card_label if note.payment else "",
+                                        number=note.number))
+        else:
+            statements.append(Statement(Settlement.CREDITED_TO_ACCOUNT, note.total,
+                                        note.issued_at, number=note.number))
+    return InvoiceStory(statements, invoice.total, card, credit, waived, voided, still_open,
+                        invoice.credit_to_account, waived_by)
+
+
+def _credit_granted_by_support(invoice: Invoice, entries: list) -> bool:
+    """Whether the credit that paid `invoice` came straight from a support grant: a grant pays
+    the open renewal in the same transaction that adds it (billing.services.support), so each
+    of the invoice's APPLIED entries comes right after a GRANTED entry in the organisation's
+    ledger, of at least the amount applied."""
+    applied = [e for e in entries if e.kind == CreditEntry.Kind.APPLIED]
+    if not applied:
+        return False
+    for entry in applied:
+        before = (CreditEntry.objects.filter(organisation_id=invoice.organisation_id,
+                                             pk__lt=entry.pk).order_by("-pk").first())
+        if before is None or before.kind != CreditEntry.Kind.GRANTED \
+                or before.amount < -entry.amount:
+            return False
+    return True
 
 
 def credit_note_get(*, organisation: Organisation, number: str) -> CreditNote:

@@ -257,8 +257,9 @@ def card_add(request):
 
 @org_admin_required(while_locked=True)
 def invoice(request, number: str):
+    invoice = selectors.invoice_get(organisation=request.user.organisation, number=number)
     return render(request, "billing/invoice.html", {
-        "invoice": selectors.invoice_get(organisation=request.user.organisation, number=number)})
+        "invoice": invoice, "story": selectors.invoice_story(invoice)})
 
 
 @org_admin_required
