@@ -16,7 +16,7 @@ from djmoney.money import Money
 from pypdf import PdfReader
 
 from accounts.models import User
-from billing.documents import invoice_pdf
+from billing.documents import credit_note_pdf, invoice_pdf
 from billing.models import Invoice, Payment, Status, Subscription
 from billing.pricing import Change
 from billing.selectors import Settlement, invoice_story
@@ -246,3 +246,45 @@ def test_a_voided_renewal_says_it_was_voided_and_gave_back_its_credit(staff):
     assert "￥5,000のアカウントクレジットをアカウントに戻しました" in flat(
         page(admin, renewal, "ja"))
     assert_pencil(renewal)
+
+
+def test_a_refund_credit_note_says_the_money_went_back_to_the_card_not_to_the_credit(staff):
+    admin = AdminFactory()
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    with clock.travel(BOUGHT):
+        invoice = buy(admin)
+    payment = Payment.objects.get(invoice=invoice)
+    with clock.travel(BOUGHT + dt.timedelta(days=5)):
+        note = support_refund(payment_id=payment.pk, amount=yen(1000), staff=staff,
+                              reason="Charged twice for one user")
+
+    english = text_of_credit_note(note, "en")
+    assert f"¥1,000 refunded to Visa •••• 4242 on 2027-01-15 (credit note {note.number})" \
+        in english
+    assert "stays on the account" not in english
+    assert "Visa••••4242へ￥1,000を返金しました" in flat(text_of_credit_note(note, "ja"))
+
+
+def text_of_credit_note(note, language: str) -> str:
+    pages = PdfReader(io.BytesIO(credit_note_pdf(note, language))).pages
+    return re.sub(r"\s+", " ", " ".join(p.extract_text() for p in pages))
+
+
+def test_the_invoice_page_reads_a_few_queries_however_many_refunds(staff,
+                                                                   django_assert_max_num_queries):
+    admin = AdminFactory()
+    card_on_file(organisation=admin.organisation, acting_user=admin)
+    with clock.travel(BOUGHT):
+        invoice = buy(admin)
+    payment = Payment.objects.get(invoice=invoice)
+    for day in (1, 2, 3):
+        with clock.travel(BOUGHT + dt.timedelta(days=day)):
+            support_refund(payment_id=payment.pk, amount=yen(100), staff=staff,
+                           reason="Goodwill, in parts")
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(admin)
+    # session, user, organisation and subscription checks, the invoice with its lines,
+    # payments and credit notes (with their payments), and the invoice's credit entries.
+    with django_assert_max_num_queries(10):
+        html = client.get(reverse("billing:invoice", args=[invoice.number])).content.decode()
+    assert html.count("refunded to Visa") == 3
