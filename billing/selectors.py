@@ -331,7 +331,9 @@ class Statement:
         return str(SETTLEMENT_WORDS[self.kind]) % {
             "amount": format_money(self.amount, language) if self.amount is not None else "",
             "date": timezone.localtime(self.at).date().isoformat() if self.at else "",
-            "card": self.card, "payment_id": self.payment_id, "number": self.number,
+            # "Visa •••• 4242" kept on one line on a phone (no-break spaces).
+            "card": self.card.replace(" ", "\u00a0"), "payment_id": self.payment_id,
+            "number": self.number,
             "reason": self.reason}
 
 
