@@ -365,8 +365,11 @@ def invoice_story(invoice: Invoice) -> InvoiceStory:
     audit row, with charged False and support's reason). A few queries, whatever the story."""
     nothing = zero(invoice.currency)
     statements: list[Statement] = []
+    # A card payment paid the invoice only if the invoice is paid: a charge that could not be
+    # applied to it (the invoice voided meanwhile) was given back whole (billing.services.refunds).
     card_payments = [p for p in invoice.payments.all()
-                     if p.paid_with == Payment.Source.CARD
+                     if invoice.state == Invoice.State.PAID
+                     and p.paid_with == Payment.Source.CARD
                      and p.state in (Payment.State.SUCCEEDED, Payment.State.REFUNDED)]
     card = money_sum([p.amount for p in card_payments], invoice.currency)
     for payment in card_payments:
