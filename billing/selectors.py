@@ -154,8 +154,8 @@ _OVERVIEW_INVOICES = Prepared(lambda organisation_id: Invoice.objects.filter(
     "number", "issued_at", "plan_name", "plan_name_ja", "state", "currency", "total",
     "total_currency", "amount_paid", "amount_paid_currency", "paid_by")[:10])
 # At most one is open per organisation (constraint one_open_payment_per_organisation).
-_OVERVIEW_OPEN_PAYMENT = Prepared(lambda organisation_id: Payment.objects.filter(
-    organisation_id=organisation_id, state__in=Payment.OPEN).order_by().only(
+_OVERVIEW_OPEN_PAYMENT = Prepared(lambda organisation_id: Payment.objects.open_for(
+    organisation_id).order_by().only(
     "amount", "amount_currency", "created_at", "quote_id")[:1])
 
 
@@ -262,7 +262,7 @@ def quote_get(*, organisation: Organisation, quote_id) -> Quote:
 
 def open_payment(*, quote: Quote) -> Payment | None:
     """The attempt of this quote whose outcome is not settled yet, if any."""
-    return quote.payments.filter(state__in=Payment.OPEN).first()
+    return quote.payments.open().first()
 
 
 def invoice_get(*, organisation: Organisation, number: str) -> Invoice:

@@ -91,6 +91,16 @@ class PaymentDisplay:
         return f"{BRANDS.get(self.card_brand, self.card_brand.title())} •••• {self.card_last4}"
 
 
+class PaymentQuerySet(models.QuerySet):
+    def open(self):
+        """Attempts whose outcome is not settled yet: at most one per organisation (a
+        constraint), and while it lasts nothing else may change what it pays for."""
+        return self.filter(state__in=Payment.OPEN)
+
+    def open_for(self, organisation_id: int):
+        return self.open().filter(organisation_id=organisation_id)
+
+
 class Payment(PaymentDisplay, models.Model):
     """One attempt to charge, in three steps (billing.services.charging): committed with its
     idempotency key, amount and card before the processor is called; the PaymentIntent's id
@@ -145,6 +155,8 @@ class Payment(PaymentDisplay, models.Model):
     amount_refunded = money_field(null=True, blank=True)
     created_at = models.DateTimeField(default=clock.now)
     settled_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PaymentQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -78,8 +78,8 @@ def _detach(method: PaymentMethod) -> None:
 
 
 def _refuse_while_in_use(method: PaymentMethod) -> None:
-    if Payment.objects.filter(organisation_id=method.organisation_id, state__in=Payment.OPEN,
-                              card_processor_id=method.processor_id).exists():
+    if Payment.objects.open_for(method.organisation_id).filter(
+            card_processor_id=method.processor_id).exists():
         raise BillingError(_("A payment with this card is being confirmed with the payment "
                              "service. Try again in a minute."), code="payment_pending")
 

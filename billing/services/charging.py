@@ -44,6 +44,11 @@ from billing import gateway
 from billing.declines import decline_message
 from billing.models import Invoice, Payment, PaymentMethod, Subscription
 from billing.services import refunds
+from billing.services.settlement import (
+    quote_apply_paid,
+    renewal_apply_paid,
+    renewal_payment_failed,
+)
 from store import clock
 from store.money import minimum_charge
 
@@ -227,8 +232,6 @@ def _record_intent(payment: Payment, token: uuid.UUID, intent: gateway.Intent,
 def _record_failure(payment: Payment, token: uuid.UUID, *, code: str, reason: str,
                     actor: User | None) -> Outcome:
     """Step 3 for a refusal: the attempt is failed; for a renewal, dunning moves on."""
-    from billing.services.lifecycle import renewal_payment_failed
-
     subscription = (Subscription.objects.select_for_update(of=("self",))
                     .select_related("organisation", "open_invoice")
                     .get(organisation_id=payment.organisation_id))
@@ -251,9 +254,6 @@ def _record_failure(payment: Payment, token: uuid.UUID, *, code: str, reason: st
 def _record_success(payment: Payment, actor: User | None) -> Outcome:
     """Step 3 for a charge: record it and apply what it paid for, in one short transaction.
     If it cannot be applied, refund it (outside the transaction) and record the refund."""
-    from billing.services.lifecycle import renewal_apply_paid  # what a renewal pays for
-    from billing.services.payments import quote_apply_paid  # what a quote payment buys
-
     with transaction.atomic():
         # Joined: only the organisation, which never changes (see payments._claim's lock).
         subscription = (Subscription.objects.select_for_update(of=("self",))

@@ -39,7 +39,7 @@ def organisation_delete(*, organisation: Organisation, acting_user: User) -> Non
     """Close the account: the processor's customer first (no transaction open), then, in one
     transaction, anonymise the organisation and delete its people and cards."""
     payments_settle_open(organisation=organisation, actor=acting_user)
-    if Payment.objects.filter(organisation=organisation, state__in=Payment.OPEN).exists():
+    if Payment.objects.open_for(organisation.pk).exists():
         raise PaymentPending(_("A payment is still being confirmed with the payment service. "
                                "Delete the account once it is settled (in a minute or two)."))
     customer_id = (Subscription.objects.filter(organisation=organisation)

@@ -28,13 +28,11 @@ Rules (SPEC "Subscription states"; periods from `billing.periods`):
 import datetime as dt
 import logging
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.db.models.functions import Greatest, Least
-from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.models import ActorKind, AuditEvent, LicenceType, Organisation, Role, User
@@ -61,18 +59,21 @@ from billing.services.invoices import (
     invoices_void,
     issue_snapshots,
     next_invoice_number,
-    payment_by_credit_record,
-    receipt_notify,
 )
 from billing.services.ledger import QUANTITY_FIELDS, LedgerChange, ledger_record_many
-from billing.services.subscriptions import subscription_save, subscription_transition
+from billing.services.payments import PayResult
+from billing.services.settlement import (
+    local_date,
+    organisation_date,
+    renewal_apply_paid,
+    renewal_payment_failed,
+)
 from store import clock
 from store.models import Plan, Price
 from store.money import (
     below_minimum_charge,
     breakdown_to_json,
     format_amount,
-    format_money,
     money_sum,
     prorate,
     tax_by_rate,
@@ -81,20 +82,6 @@ from store.money import (
 
 logger = logging.getLogger(__name__)
 BATCH = settings.KANRI_SWEEP_BATCH  # rows per transaction (a setting for ops and tests)
-SILENT_RETRY = dt.timedelta(minutes=15)  # the first wait after a processor that did not answer
-# Failures that say nothing about the card: the processor did not answer, or the attempt was
-# committed and never sent (its process died first; settled later as never confirmed).
-NOTHING_REFUSED = {"processor_unavailable", "not_sent"}
-
-
-def _local_date(moment: dt.datetime | None, time_zone: str) -> str:
-    if moment is None:
-        return ""
-    return moment.astimezone(ZoneInfo(time_zone)).strftime("%Y-%m-%d")
-
-
-def _date(moment: dt.datetime | None, organisation: Organisation) -> str:
-    return _local_date(moment, organisation.time_zone)
 
 
 def _amount_due(invoice: Invoice):
@@ -104,15 +91,6 @@ def _amount_due(invoice: Invoice):
 # An open renewal invoice is owed in these states: past due or locked after a refusal, or still
 # active while the processor has not answered (charged again at next_retry_at).
 OWING = frozenset({Status.ACTIVE, Status.PAST_DUE, Status.LOCKED})
-
-
-def next_retry(*, due: dt.datetime, now: dt.datetime, grace_ends: dt.datetime):
-    """The first scheduled retry day after now, inside the grace period (None when none is)."""
-    for day in sorted(settings.KANRI_DUNNING_RETRY_DAYS):
-        moment = due + dt.timedelta(days=day)
-        if now < moment < grace_ends:
-            return moment
-    return None
 
 
 # Renewals -------------------------------------------------------------------------------------
@@ -219,8 +197,7 @@ def subscription_renew(*, subscription_id: int) -> str:
             return "not_due"
         # An attempt still open (a Pay in flight, or an answer not yet settled) may change
         # this subscription: it waits for the next run (SPEC "The books" 7).
-        if Payment.objects.filter(organisation_id=subscription.organisation_id,
-                                  state__in=Payment.OPEN).exists():
+        if Payment.objects.open_for(subscription.organisation_id).exists():
             return "payment_open"
         if subscription.open_invoice_id is not None:
             invoice = Invoice.objects.get(pk=subscription.open_invoice_id)
@@ -245,99 +222,6 @@ def subscription_renew(*, subscription_id: int) -> str:
                                 customer_id=subscription.processor_customer_id).kind
 
 
-def renewal_apply_paid(*, subscription: Subscription, invoice: Invoice,
-                       payment: Payment | None) -> bool:
-    """The renewal invoice is paid: the period it pays for starts, dunning ends. The caller holds
-    the subscription's lock. False when the invoice is no longer owed (void): refund."""
-    if invoice.state != Invoice.State.OPEN and payment is not None:
-        return False
-    now = clock.now()
-    invoice.state, invoice.paid_at = Invoice.State.PAID, now
-    invoice.amount_paid = payment.amount if payment else zero(invoice.currency)
-    invoice.paid_by = payment.processor_id if payment else ""
-    invoice.save(update_fields=["state", "paid_at", "amount_paid", "paid_by"])
-    subscription.current_period_start = invoice.period_start
-    subscription.current_period_end = invoice.period_end
-    subscription.paid_invoice = invoice
-    subscription.open_invoice = None
-    subscription.payment_failed_at = subscription.grace_ends_at = None
-    subscription.next_retry_at = subscription.locked_at = None
-    subscription.retries_made = 0
-    subscription_transition(subscription=subscription, to=Status.ACTIVE, actor=None,
-                            reason=f"renewal invoice {invoice.number} paid")
-    subscription_save(subscription)
-    if payment is None:
-        payment_by_credit_record(invoice=invoice)
-    else:
-        # A card paid: the receipt, which says the subscription renewed and carries the invoice
-        # PDF, is the renewal's one email. Paid without a charge (account credit, or an amount
-        # below the processor's minimum), nothing was taken: "renewed", no receipt.
-        receipt_notify(organisation=subscription.organisation, invoice=invoice, payment=payment)
-        return True
-    # new: the invoice was paid just now under the lock, so its key cannot be recorded yet.
-    notify_all([Event(subscription.organisation_id, Notification.Kind.RENEWED,
-                      f"renewed:{invoice.number}",
-                      {"number": invoice.number,
-                       "amount": format_money(invoice.total,
-                                              subscription.organisation.language),
-                       "period_end": _date(invoice.period_end, subscription.organisation)})],
-               new=True)
-    return True
-
-
-def renewal_payment_failed(*, subscription: Subscription, payment: Payment) -> None:
-    """A renewal charge failed: past due (grace starts) or the next retry scheduled. The caller
-    holds the subscription's lock.
-
-    An attempt the processor never answered or never received (NOTHING_REFUSED) charged
-    nothing and refused no card: a renewal stays active and is charged again after 15 minutes,
-    then 30, 60, … (`retries_made` counts them while active), until its first retry day, when an
-    outage still going makes it past due as a refusal would; a retry counts as that day's retry.
-    Either way the admins are emailed only when the subscription becomes past due."""
-    if subscription.open_invoice_id != payment.invoice_id:
-        return
-    invoice = subscription.open_invoice
-    now = clock.now()
-    due = invoice.period_start
-    silent = payment.failure_code in NOTHING_REFUSED
-    first_retry = due + dt.timedelta(days=min(settings.KANRI_DUNNING_RETRY_DAYS, default=0))
-    if subscription.status == Status.ACTIVE and silent and now < first_retry:
-        scheduled = subscription.next_retry_at
-        if scheduled is not None and now < scheduled:
-            # A Pay now that met the same outage: the retry already scheduled stays as it is.
-            return
-        subscription.next_retry_at = min(now + SILENT_RETRY * 2 ** subscription.retries_made,
-                                         first_retry)
-        subscription.retries_made += 1
-        subscription_save(subscription)
-        return
-    became_past_due = subscription.status == Status.ACTIVE
-    if became_past_due:
-        subscription_transition(subscription=subscription, to=Status.PAST_DUE, actor=None,
-                                reason=f"renewal {invoice.number} failed: {payment.failure_code}")
-        subscription.payment_failed_at = now
-        subscription.grace_ends_at = due + dt.timedelta(days=settings.KANRI_GRACE_DAYS)
-        subscription.retries_made = 0
-    else:
-        subscription.retries_made += 1
-    subscription.next_retry_at = next_retry(due=due, now=now,
-                                            grace_ends=subscription.grace_ends_at)
-    subscription_save(subscription)
-    if silent and not became_past_due:
-        return  # nothing refused, nothing new to tell: the next retry day comes as scheduled
-    organisation = subscription.organisation
-    with translation.override(organisation.language):
-        reason = payment.reason  # in the organisation's language, not the sweep's
-    # new: each attempt fails once (its payment row moved to failed under the lock).
-    notify_all([Event(organisation.pk, Notification.Kind.PAYMENT_FAILED,
-                      f"payment_failed:{payment.idempotency_key}",
-                      {"amount": format_money(payment.amount, organisation.language),
-                       "reason": reason,
-                       "grace_ends": _date(subscription.grace_ends_at, organisation),
-                       "next_retry": _date(subscription.next_retry_at, organisation)})],
-               new=True)
-
-
 def renewal_retry(*, subscription_id: int, acting_user: User | None = None,
                   scheduled: bool = True) -> Payment | None:
     """Charge the open renewal invoice again (a scheduled retry, or the admin's or support's
@@ -352,8 +236,7 @@ def renewal_retry(*, subscription_id: int, acting_user: User | None = None,
                           or subscription.next_retry_at is None
                           or subscription.next_retry_at > now):
             return None
-        if Payment.objects.filter(organisation=subscription.organisation,
-                                  state__in=Payment.OPEN).exists():
+        if Payment.objects.open_for(subscription.organisation_id).exists():
             return None
         payment, token = _open_attempt(subscription, subscription.open_invoice, now)
     if payment is None:
@@ -366,13 +249,11 @@ def renewal_retry(*, subscription_id: int, acting_user: User | None = None,
 
 def renewal_pay_now(*, organisation: Organisation, acting_user: User):
     """サブスクリプションの更新 / Renew subscription: pay the open renewal invoice now."""
-    from billing.services.payments import PayResult
-
     charging.payments_settle_open(organisation=organisation, actor=acting_user)
     subscription = Subscription.objects.get(organisation=organisation)
     if subscription.open_invoice_id is None:
         raise BillingError(_("There is no unpaid invoice to pay."), code="no_open_invoice")
-    if Payment.objects.filter(organisation=organisation, state__in=Payment.OPEN).exists():
+    if Payment.objects.open_for(organisation.pk).exists():
         return PayResult(invoice=None, pending=True, code="payment_pending", failure=_(
             "A payment is being confirmed with the payment service. Try again in a minute."))
     payment = renewal_retry(subscription_id=subscription.pk, acting_user=acting_user,
@@ -433,8 +314,7 @@ def sweep_retries() -> dict:
 
 # The organisation has an attempt whose outcome is not known yet: set-based sweeps leave such a
 # row for their next run (SPEC "The books" 7), since the payment may still change it.
-PAYMENT_OPEN = Exists(Payment.objects.filter(organisation_id=OuterRef("organisation_id"),
-                                             state__in=Payment.OPEN))
+PAYMENT_OPEN = Exists(Payment.objects.open().filter(organisation_id=OuterRef("organisation_id")))
 
 
 def _batched(queryset, fields: tuple[str, ...], work) -> int:
@@ -488,7 +368,7 @@ def sweep_locks() -> dict:
                 row["organisation_id"], Notification.Kind.LOCKED,
                 f"locked:{row['id']}:{row['open_invoice_id']}",
                 {"amount": amount,
-                 "free_on": _local_date(free_move_after(locked_at=now, time_zone=zone), zone)}))
+                 "free_on": local_date(free_move_after(locked_at=now, time_zone=zone), zone)}))
         notify_all(events, new=True)
         return len(batch)
 
@@ -638,7 +518,7 @@ def sweep_trial_reminders() -> dict:
                 Event(row["organisation_id"], Notification.Kind.TRIAL_ENDING,
                       f"trial_ending:{row['id']}:{row['plan__code']}",
                       {"plan": _plan_name(row),
-                       "ends": _local_date(row["trial_ends_at"], row["organisation__time_zone"])})
+                       "ends": local_date(row["trial_ends_at"], row["organisation__time_zone"])})
                 for row in trials[start:start + BATCH]])
     return {"reminded": sent}
 
@@ -679,7 +559,7 @@ def sweep_grace_reminders() -> dict:
             sent += notify_all([
                 Event(row["organisation_id"], Notification.Kind.GRACE_ENDING,
                       f"grace_ending:{row['id']}:{row['open_invoice_id']}",
-                      {"grace_ends": _local_date(row["grace_ends_at"],
+                      {"grace_ends": local_date(row["grace_ends_at"],
                                                  row["organisation__time_zone"]),
                        "amount": format_amount(row["open_invoice__total"]
                                                - row["open_invoice__credit_applied"],
@@ -712,7 +592,7 @@ def sweep_card_expiry_reminders() -> dict:
                             f"card_expiring:{card.pk}:{card.exp_year}-{card.exp_month:02d}",
                             {"card": f"{card.brand_label} •••• {card.last4}",
                              "expiry": f"{card.exp_month:02d}/{card.exp_year}",
-                             "next_charge": _date(charge_at, organisation)}))
+                             "next_charge": organisation_date(charge_at, organisation)}))
     sent = 0
     for start in range(0, len(events), BATCH):
         with transaction.atomic():

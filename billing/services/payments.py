@@ -28,7 +28,6 @@ from billing.errors import (
 from billing.models import Invoice, Payment, PaymentMethod, Quote, Subscription
 from billing.pricing import current_price
 from billing.services import charging
-from billing.services.invoices import receipt_notify
 from billing.services.licences import licences_cover_active_users
 from billing.services.subscriptions import subscription_apply_quote
 from store import clock
@@ -152,8 +151,7 @@ def _claim(*, organisation: Organisation, quote_id, acting_user: User) -> _Claim
     quote.organisation = subscription.organisation = organisation  # not loaded again below
     if quote.state == Quote.State.PAID:
         return _Claim(invoice=quote.invoice)
-    open_payment = (Payment.objects.select_for_update()
-                    .filter(organisation=organisation, state__in=Payment.OPEN).first())
+    open_payment = Payment.objects.select_for_update().open_for(organisation.pk).first()
     if open_payment is not None:
         if open_payment.quote_id != quote.pk:
             raise PaymentPending(_(
@@ -216,24 +214,3 @@ def _result_of(payment: Payment, outcome: charging.Outcome) -> PayResult:
                          charged=True)
     return PayResult(invoice=None, failure=outcome.message, code="payment_pending",
                      pending=True, charged=outcome.kind == "unrecorded")
-
-
-def quote_apply_paid(*, payment: Payment, subscription: Subscription,
-                     actor: User | None) -> bool:
-    """Apply the quote a succeeded payment paid for, if it still fits the subscription (the
-    caller holds the subscription's lock). False means it cannot be applied: refund it."""
-    if payment.quote_id is None:
-        return False
-    quote = (Quote.objects.select_for_update(of=("self",)).select_related("plan", "organisation")
-             .get(pk=payment.quote_id))
-    if (quote.state == Quote.State.PAID or subscription.version != quote.subscription_version
-            or licences_cover_active_users(organisation=quote.organisation,
-                                           regular=quote.regular_licences,
-                                           team=quote.team_licences)):
-        logger.error("payment %s charged for quote %s, which no longer applies",
-                     payment.idempotency_key, quote.pk)
-        return False
-    invoice = subscription_apply_quote(quote=quote, subscription=subscription, payment=payment,
-                                       actor=actor)
-    receipt_notify(organisation=quote.organisation, invoice=invoice, payment=payment)
-    return True

@@ -7,35 +7,18 @@ import datetime as dt
 
 from django.conf import settings
 from django.db import transaction
-from django.utils.translation import get_language
-from django.utils.translation import gettext as _
 
 from accounts.models import Organisation, User
-from billing.errors import PaymentPending
-from billing.models import Payment, Quote, QuoteLine, Subscription
+from billing.models import Quote, QuoteLine, Subscription
 from billing.pricing import Change, quote_price
 from billing.selectors import subscription_with_prices
 from billing.services.charging import payments_settle_open
+from billing.services.open_payments import refuse_while_payment_open
 from store import clock
 from store.models import Plan
-from store.money import breakdown_to_json, format_money
+from store.money import breakdown_to_json
 
 __all__ = ["Change", "quote_create", "quote_switch_to_free", "refuse_while_payment_open"]
-
-
-def refuse_while_payment_open(*, organisation: Organisation) -> None:
-    """No new change may be quoted while an earlier payment's outcome is unsettled: it may have
-    charged the card for a change that is not applied yet. Callers settle open attempts first
-    (billing.services.charging.payments_settle_open), outside any transaction."""
-    open_payment = (Payment.objects.filter(organisation=organisation, state__in=Payment.OPEN)
-                    .first())
-    if open_payment is not None:
-        raise PaymentPending(_(
-            "A payment of %(amount)s made at %(time)s is still being confirmed with the payment "
-            "service. Its change is applied as soon as the outcome is known; you cannot start "
-            "another change until then. Try again in a minute.")
-            % {"amount": format_money(open_payment.amount, get_language()),
-               "time": clock.localtime_label(open_payment.created_at)})
 
 
 def quote_create(*, organisation: Organisation, acting_user: User, change: Change) -> Quote:

@@ -19,13 +19,14 @@ from billing.models import (
     TrialUse,
 )
 from billing.models.subscriptions import TRANSITIONS
+from billing.notifications import notify
 from billing.services.invoices import (
     invoice_from_quote,
     invoices_void,
     payment_by_credit_record,
 )
 from billing.services.ledger import ledger_record, quantities
-from billing.services.quotes import refuse_while_payment_open
+from billing.services.open_payments import refuse_while_payment_open
 from store import clock
 from store.models import Plan
 from store.money import zero
@@ -176,8 +177,6 @@ def subscription_apply_quote(*, quote: Quote, subscription: Subscription,
 def _licence_change_notify(subscription: Subscription, held: dict, invoice) -> None:
     """Tell the admins when the purchased licences or storage changed on the same plan (once per
     invoice), in the organisation's language: who did it is on the Activity page."""
-    from billing.notifications import notify
-
     now = quantities(subscription)
     organisation = subscription.organisation
     labels = {"regular_licences": _("Regular user licences"),

@@ -52,10 +52,11 @@ from billing.models import (
     TrialUse,
 )
 from billing.pricing import Change
-from billing.services import charging, lifecycle, refunds
+from billing.services import charging, lifecycle, refunds, settlement
 from billing.services.invoices import invoice_credit_apply
+from billing.services.open_payments import refuse_while_payment_open
 from billing.services.payments import PayResult, _refuse_if_stale, quote_pay
-from billing.services.quotes import quote_create, refuse_while_payment_open
+from billing.services.quotes import quote_create
 from billing.services.refunds import refundable
 from billing.services.subscriptions import (
     subscription_apply_quote,
@@ -137,7 +138,7 @@ def support_unlock(*, subscription_id: int, grace_ends_at: dt.datetime, staff: U
                             reason=f"support: {reason}"[:200])
     subscription.grace_ends_at, subscription.locked_at = grace_ends_at, None
     invoice = subscription.open_invoice
-    subscription.next_retry_at = lifecycle.next_retry(
+    subscription.next_retry_at = settlement.next_retry(
         due=invoice.period_start, now=now, grace_ends=grace_ends_at) if invoice else None
     subscription_save(subscription)
     audit_record(organisation=subscription.organisation, actor=staff, action="support.unlocked",
@@ -184,8 +185,7 @@ def open_invoice_credit_use(subscription: Subscription, balance: Money) -> Credi
     nothing = zero(subscription.currency)
     if due is None:
         return CreditUse(None, nothing)
-    if Payment.objects.filter(organisation_id=subscription.organisation_id,
-                              state__in=Payment.OPEN).exists():
+    if Payment.objects.open_for(subscription.organisation_id).exists():
         return CreditUse(due, nothing, waiting=True)
     spent = min(balance, due)
     rest = due - spent
@@ -246,7 +246,7 @@ def _credit_pays_open_invoice(subscription: Subscription, entry: CreditEntry,
     spent = invoice_credit_apply(invoice=invoice, subscription=subscription)
     if not use.settles:
         return CreditGrant(entry, spent)
-    lifecycle.renewal_apply_paid(subscription=subscription, invoice=invoice, payment=None)
+    settlement.renewal_apply_paid(subscription=subscription, invoice=invoice, payment=None)
     charging.minimum_charge_waived(invoice=invoice, actor=staff)
     return CreditGrant(entry, spent, paid_invoice=invoice)
 
