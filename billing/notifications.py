@@ -49,14 +49,23 @@ def notify(*, organisation: Organisation, kind: str, key: str, context: dict) ->
     return notify_all([Event(organisation.pk, kind, key, context)]) == 1
 
 
+def notifications_send_on_commit(keys: list[str]) -> None:
+    """Send these recorded emails in one task once the transaction commits. Robust: a broker
+    down at commit must not fail what already committed; the unsent-emails sweep sends them
+    later."""
+    # The one import kept inside a function in the money path: billing.tasks imports the
+    # services that record notifications (and through them this module).
+    from billing.tasks import send_notifications
+
+    transaction.on_commit(lambda: send_notifications.delay(keys), robust=True)
+
+
 def notify_all(events: list[Event], *, new: bool = False) -> int:
     """Record many events with a constant number of statements (a sweep's batch) and send them
     in one task after commit; returns how many were new. An event recorded meanwhile by a
     concurrent run is skipped by the unique key (it may still be counted here). `new=True` skips
     looking for the keys first, for a caller whose row locks already make every event new (a
     status move): the unique key still keeps a duplicate out."""
-    from billing.tasks import send_notifications  # tasks import services; keep it lazy
-
     if not events:
         return 0
     known = set() if new else set(
@@ -74,10 +83,7 @@ def notify_all(events: list[Event], *, new: bool = False) -> int:
         (Notification(organisation_id=event.organisation_id, kind=event.kind, key=event.key,
                       context=event.context, recipients=admins[event.organisation_id])
          for event in fresh), ignore_conflicts=True)
-    keys = [event.key for event in fresh]
-    # robust: a broker down at commit must not fail what already committed; the unsent_emails
-    # sweep sends these later.
-    transaction.on_commit(lambda: send_notifications.delay(keys), robust=True)
+    notifications_send_on_commit([event.key for event in fresh])
     return len(fresh)
 
 

@@ -3,7 +3,10 @@ import smtplib
 
 from celery import shared_task
 
+from billing.models import Notification
+from billing.notifications import notifications_send
 from billing.services.charging import payments_settle_open
+from billing.services.lifecycle import SWEEPS
 
 
 @shared_task(acks_late=True)
@@ -21,16 +24,12 @@ def settle_open_payments() -> dict:
              retry_backoff=True, max_retries=8)
 def send_notifications(keys: list[str]) -> int:
     """Send the emails recorded under these notification keys (one task per batch)."""
-    from billing.notifications import notifications_send
-
     return notifications_send(keys=keys)
 
 
 @shared_task(acks_late=True)
 def send_notification(notification_id: int) -> int:
     """The one-id form earlier releases enqueued; kept so messages already queued still send."""
-    from billing.models import Notification
-
     keys = list(Notification.objects.filter(pk=notification_id).values_list("key", flat=True))
     return send_notifications(keys)
 
@@ -38,6 +37,4 @@ def send_notification(notification_id: int) -> int:
 @shared_task(acks_late=True)
 def run_sweep(name: str) -> dict:
     """One of the subscription-life sweeps (billing.services.lifecycle.SWEEPS), by name."""
-    from billing.services.lifecycle import SWEEPS
-
     return SWEEPS[name]()

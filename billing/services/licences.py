@@ -15,6 +15,7 @@ from django.utils.translation import ngettext
 from accounts.models import LicenceType, Organisation, User
 from billing.errors import BillingError
 from billing.models import Status, Subscription
+from billing.pricing import Change
 
 
 def active_users(organisation_id: int) -> dict[str, int]:
@@ -99,8 +100,6 @@ def licence_change(*, subscription: Subscription, regular: int, team: int, stora
     """The Change that adds (or removes) these numbers to what the subscription holds, on the
     same plan and cycle, for the one quote machinery (billing.services.quotes) to price and
     apply. Only a paid, active subscription buys or returns licences."""
-    from billing.pricing import Change  # pricing reads these services' module; keep it lazy
-
     if subscription.status != Status.ACTIVE or subscription.plan.is_free:
         if subscription.status == Status.TRIALING:
             message = _("Licences are bought with the plan: buy %(plan)s to choose how many.") % {

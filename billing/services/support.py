@@ -51,6 +51,7 @@ from billing.models import (
     Subscription,
     TrialUse,
 )
+from billing.notifications import notifications_send_on_commit
 from billing.pricing import Change
 from billing.services import charging, lifecycle, refunds, settlement
 from billing.services.invoices import invoice_credit_apply
@@ -383,8 +384,6 @@ def _apply_without_charge(*, quote_id, staff: User) -> Invoice:
 def support_notification_resend(*, notification_id: int, staff: User,
                                 reason: str) -> Notification:
     """Send an email again: unsent, and a send task after commit."""
-    from billing.tasks import send_notifications
-
     reason = _reason(reason)
     notification = Notification.objects.select_for_update().select_related("organisation").get(
         pk=notification_id)
@@ -395,6 +394,5 @@ def support_notification_resend(*, notification_id: int, staff: User,
                  action="support.email_resent", target=notification, before=before,
                  after={"kind": notification.kind, "recipients": notification.recipients},
                  reason=reason)
-    key = notification.key
-    transaction.on_commit(lambda: send_notifications.delay([key]), robust=True)
+    notifications_send_on_commit([notification.key])
     return notification
