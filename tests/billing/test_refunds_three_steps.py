@@ -1,4 +1,4 @@
-"""Refunds follow the three-step rule like charges (issue 21, item 3; SPEC "The books" 1): the
+"""Refunds follow the three-step rule like charges (SPEC "The books" 1): the
 attempt is committed with its key before the processor is called, the processor is called
 outside any transaction, the answer recorded; an unknown outcome is settled by asking the
 processor for the refunds of that charge. Real faults: a proxy that lets localstripe refund and

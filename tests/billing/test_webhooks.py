@@ -397,7 +397,7 @@ def test_a_partial_refund_leaves_the_payment_succeeded(paid, deliveries):
 
     assert post(deliveries.endpoint, body, sign(body)) == 200
 
-    # Recorded (issue 21: every refund at the processor has its record and credit note); the
+    # Recorded (every refund at the processor has its record and credit note); the
     # payment stays succeeded with the part refunded.
     assert stored(json.loads(body)["id"]).outcome == WebhookEvent.Outcome.APPLIED
     payment = Payment.objects.get()
